@@ -1,0 +1,296 @@
+"""``EntraConfig``: everything entra-guard needs to know, checked once at construction.
+
+A mistake in security configuration must stop the application at start-up, not surface as a
+confusing 401 on the first request, so every field is validated here and a bad value raises
+``ValueError`` with a message that says what to change.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, TypeAlias
+from urllib.parse import urlsplit
+
+__all__ = [
+    "DEFAULT_INSTANCE",
+    "MULTI_TENANT_IDS",
+    "EntraConfig",
+    "TokenVersion",
+]
+
+TokenVersion: TypeAlias = Literal["1.0", "2.0"]
+
+DEFAULT_INSTANCE = "https://login.microsoftonline.com"
+#: Tenant ids an app registration uses for its multi-tenant account types.
+MULTI_TENANT_IDS = frozenset({"organizations", "common"})
+#: The tenant of personal Microsoft accounts; ``consumers`` tokens always carry it.
+MSA_TENANT_ID = "9188040d-6c67-4c5b-b112-36a304b66dad"
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# Asymmetric RSA algorithms only: Entra signs with RSA keys, and anything symmetric would let a
+# public key be used as an HMAC secret.
+_RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+_VERSIONS: frozenset[str] = frozenset({"1.0", "2.0"})
+_MAX_LEEWAY = 300.0  # Microsoft's own default clock skew; more than that hides real clock faults
+
+DEFAULT_LEEWAY = 60.0
+DEFAULT_REFRESH_INTERVAL = 12 * 3600.0
+DEFAULT_MIN_REFRESH_INTERVAL = 300.0
+DEFAULT_LAST_KNOWN_GOOD_LIFETIME = 24 * 3600.0
+DEFAULT_FETCH_TIMEOUT = 5.0
+DEFAULT_MAX_DOCUMENT_BYTES = 512 * 1024
+# Real tokens with 200 group ids reach about 12 KB; uvicorn refuses larger headers anyway.
+DEFAULT_MAX_TOKEN_BYTES = 16 * 1024
+
+
+def is_guid(value: str) -> bool:
+    return _GUID.match(value) is not None
+
+
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _strings(name: str, value: str | Iterable[str]) -> tuple[str, ...]:
+    items = (value,) if isinstance(value, str) else tuple(value)
+    for item in items:
+        if not isinstance(item, str) or not item.strip() or item != item.strip():
+            raise ValueError(f"{name}: {item!r} is not a non-empty string without spaces")
+    return tuple(dict.fromkeys(items))
+
+
+def _guids(name: str, value: str | Iterable[str]) -> tuple[str, ...]:
+    items = _strings(name, value)
+    for item in items:
+        if not is_guid(item):
+            raise ValueError(f"{name}: {item!r} is not a GUID")
+    return tuple(dict.fromkeys(item.lower() for item in items))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EntraConfig:
+    """How this API accepts Entra ID access tokens.
+
+    ``tenant_id`` is the app registration's account type: a tenant GUID (single tenant),
+    ``organizations`` or ``common`` (multi-tenant: give ``allowed_tenants``, or set
+    ``allow_any_tenant=True`` knowingly), or ``consumers`` (personal Microsoft accounts).
+    """
+
+    tenant_id: str
+    #: Accepted ``aud`` values: the API's client id and/or App ID URIs (``api://...``).
+    audiences: Sequence[str]
+    #: The authority host; change it for sovereign clouds or the local emulator.
+    instance: str = DEFAULT_INSTANCE
+    #: Multi-tenant only: tenants whose tokens are accepted.
+    allowed_tenants: Sequence[str] = ()
+    #: Multi-tenant only: accept every tenant in the world. Off unless asked for by name.
+    allow_any_tenant: bool = False
+    #: Calling applications (``appid`` / ``azp``) allowed; empty means any.
+    allowed_client_ids: Sequence[str] = ()
+    #: Accept tokens that carry neither ``scp`` nor ``roles``. Any app in a tenant can get such
+    #: a token, so this is only allowed together with ``allowed_client_ids``.
+    allow_tokens_without_permissions: bool = False
+    token_versions: Sequence[TokenVersion] = ("1.0", "2.0")
+    leeway: float = DEFAULT_LEEWAY
+    algorithms: Sequence[str] = ("RS256",)
+    max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
+    #: Keys are fresh this long; afterwards they keep serving while one refresh runs.
+    refresh_interval: float = DEFAULT_REFRESH_INTERVAL
+    #: Minimum time between refreshes forced by an unknown ``kid``, per tenant and version.
+    min_refresh_interval: float = DEFAULT_MIN_REFRESH_INTERVAL
+    #: How long the last good keys keep serving while the identity provider cannot be reached.
+    last_known_good_lifetime: float = DEFAULT_LAST_KNOWN_GOOD_LIFETIME
+    #: Upper bound on one metadata or JWKS fetch, connection included.
+    fetch_timeout: float = DEFAULT_FETCH_TIMEOUT
+    max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES
+
+    # Derived once, used on every request.
+    _normalized_audiences: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        setattr_ = object.__setattr__  # the documented way to normalise a frozen dataclass
+
+        tenant = self.tenant_id.strip() if isinstance(self.tenant_id, str) else ""
+        if tenant.lower() in MULTI_TENANT_IDS | {"consumers"}:
+            tenant = tenant.lower()
+        elif is_guid(tenant):
+            tenant = tenant.lower()
+        else:
+            raise ValueError(
+                f"tenant_id {self.tenant_id!r} must be the tenant GUID (the 'Directory (tenant) "
+                "ID' of the app registration) or one of 'organizations', 'common', 'consumers'"
+            )
+        setattr_(self, "tenant_id", tenant)
+
+        audiences = _strings("audiences", self.audiences)
+        if not audiences:
+            raise ValueError("audiences must name at least one accepted 'aud' value")
+        setattr_(self, "audiences", audiences)
+        setattr_(self, "_normalized_audiences", frozenset(a.removesuffix("/") for a in audiences))
+
+        setattr_(self, "instance", _check_instance(self.instance))
+
+        allowed_tenants = _guids("allowed_tenants", self.allowed_tenants)
+        setattr_(self, "allowed_tenants", allowed_tenants)
+        if self.is_multi_tenant:
+            if allowed_tenants and self.allow_any_tenant:
+                raise ValueError("give allowed_tenants or allow_any_tenant=True, not both")
+            if not allowed_tenants and not self.allow_any_tenant:
+                raise ValueError(
+                    f"tenant_id={tenant!r} accepts tokens from other tenants: list them in "
+                    "allowed_tenants, or set allow_any_tenant=True to accept every tenant"
+                )
+        elif allowed_tenants or self.allow_any_tenant:
+            raise ValueError(
+                "allowed_tenants and allow_any_tenant apply only to tenant_id 'organizations' "
+                f"or 'common', not to {tenant!r}"
+            )
+
+        setattr_(self, "allowed_client_ids", _guids("allowed_client_ids", self.allowed_client_ids))
+        if self.allow_tokens_without_permissions and not self.allowed_client_ids:
+            raise ValueError(
+                "allow_tokens_without_permissions=True needs allowed_client_ids: without roles "
+                "or scopes, the client allow-list is the only thing that authorizes a caller"
+            )
+
+        versions = _strings("token_versions", self.token_versions)
+        if not versions or not set(versions) <= _VERSIONS:
+            raise ValueError(f"token_versions must be a non-empty subset of ('1.0', '2.0'), got {versions!r}")
+        setattr_(self, "token_versions", versions)
+
+        algorithms = _strings("algorithms", self.algorithms)
+        bad = [a for a in algorithms if a not in _RSA_ALGORITHMS]
+        if not algorithms or bad:
+            raise ValueError(
+                f"algorithms must be RSA signature algorithms from {sorted(_RSA_ALGORITHMS)}; "
+                f"refused: {bad or 'an empty list'}"
+            )
+        setattr_(self, "algorithms", algorithms)
+
+        _check_number("leeway", self.leeway, low=0.0, high=_MAX_LEEWAY)
+        _check_number("max_token_bytes", self.max_token_bytes, low=1024, high=1024 * 1024)
+        _check_number("min_refresh_interval", self.min_refresh_interval, low=1.0)
+        _check_number("refresh_interval", self.refresh_interval, low=self.min_refresh_interval)
+        _check_number(
+            "last_known_good_lifetime", self.last_known_good_lifetime, low=self.refresh_interval
+        )
+        _check_number("fetch_timeout", self.fetch_timeout, low=0.05, high=120.0)
+        _check_number("max_document_bytes", self.max_document_bytes, low=1024)
+
+    @property
+    def is_multi_tenant(self) -> bool:
+        return self.tenant_id in MULTI_TENANT_IDS
+
+    def accepts_audience(self, aud: str) -> bool:
+        """Exact match, ignoring one trailing ``/`` as Microsoft's libraries do."""
+        return aud.removesuffix("/") in self._normalized_audiences
+
+    def accepts_tenant(self, tid: str) -> bool:
+        """Whether a token of tenant ``tid`` may be accepted (the issuer check comes on top)."""
+        if self.tenant_id == "consumers":
+            return tid == MSA_TENANT_ID
+        if not self.is_multi_tenant:
+            return tid == self.tenant_id
+        if self.allow_any_tenant:
+            return is_guid(tid)
+        return tid in self.allowed_tenants
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> EntraConfig:
+        """Build a config from ``ENTRA_*`` environment variables.
+
+        Lists are comma-separated; booleans are ``true``/``false``. Unset optional variables
+        keep the defaults.
+        """
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(f"ENTRA_{name}", "").strip()
+            return value or None
+
+        def listed(name: str) -> tuple[str, ...]:
+            value = get(name)
+            return tuple(p.strip() for p in value.split(",") if p.strip()) if value else ()
+
+        def flag(name: str) -> bool:
+            value = get(name)
+            if value is None:
+                return False
+            if value.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if value.lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(f"ENTRA_{name}={value!r} is not a boolean (true/false)")
+
+        def number(name: str, default: float) -> float:
+            value = get(name)
+            if value is None:
+                return default
+            try:
+                return float(value)
+            except ValueError:
+                raise ValueError(f"ENTRA_{name}={value!r} is not a number") from None
+
+        tenant = get("TENANT_ID")
+        if tenant is None:
+            raise ValueError("ENTRA_TENANT_ID is not set")
+        audiences = listed("AUDIENCES")
+        if not audiences:
+            raise ValueError("ENTRA_AUDIENCES is not set (comma-separated accepted 'aud' values)")
+        versions = listed("TOKEN_VERSIONS") or ("1.0", "2.0")
+        return cls(
+            tenant_id=tenant,
+            audiences=audiences,
+            instance=get("INSTANCE") or DEFAULT_INSTANCE,
+            allowed_tenants=listed("ALLOWED_TENANTS"),
+            allow_any_tenant=flag("ALLOW_ANY_TENANT"),
+            allowed_client_ids=listed("ALLOWED_CLIENT_IDS"),
+            allow_tokens_without_permissions=flag("ALLOW_TOKENS_WITHOUT_PERMISSIONS"),
+            token_versions=versions,  # type: ignore[arg-type]  # checked in __post_init__
+            leeway=number("LEEWAY_SECONDS", DEFAULT_LEEWAY),
+            algorithms=listed("ALGORITHMS") or ("RS256",),
+            refresh_interval=number("REFRESH_INTERVAL_SECONDS", DEFAULT_REFRESH_INTERVAL),
+            min_refresh_interval=number(
+                "MIN_REFRESH_INTERVAL_SECONDS", DEFAULT_MIN_REFRESH_INTERVAL
+            ),
+            last_known_good_lifetime=number(
+                "LAST_KNOWN_GOOD_SECONDS", DEFAULT_LAST_KNOWN_GOOD_LIFETIME
+            ),
+            fetch_timeout=number("FETCH_TIMEOUT_SECONDS", DEFAULT_FETCH_TIMEOUT),
+        )
+
+
+def _check_instance(instance: str) -> str:
+    if not isinstance(instance, str):
+        raise ValueError(f"instance must be a URL string, got {instance!r}")
+    url = instance.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in {"https", "http"} or not parts.hostname:
+        raise ValueError(f"instance {instance!r} must be an absolute https:// URL")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"instance {instance!r} must not carry a query, fragment or credentials")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError(
+            f"instance {instance!r} uses http://, which is only allowed for a loopback host "
+            "(the local emulator); use https://"
+        )
+    return url
+
+
+def _check_number(name: str, value: float, *, low: float, high: float | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if value < low or (high is not None and value > high):
+        bound = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")

@@ -1,0 +1,68 @@
+"""The exceptions entra-guard raises while validating a token.
+
+Each class maps to exactly one HTTP answer, so the middleware never has to guess::
+
+    EntraGuardError
+    ├── InvalidToken               401  WWW-Authenticate: Bearer error="invalid_token"
+    ├── InsufficientPermissions    403  WWW-Authenticate: Bearer error="insufficient_scope"
+    └── KeysUnavailable            503  Retry-After (the signing keys could not be had)
+
+Every error carries a stable machine-readable ``reason`` (for logs, metrics and tests) and a
+short ``description`` that is safe to show the caller: it never contains the token, a key or a
+secret. Configuration mistakes are ``ValueError`` at construction time and are not part of this
+tree.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "EntraGuardError",
+    "InsufficientPermissions",
+    "InvalidToken",
+    "KeysUnavailable",
+]
+
+
+class EntraGuardError(Exception):
+    """Base class: a request could not be authenticated or authorized."""
+
+    status_code: ClassVar[int] = 500
+    error_code: ClassVar[str | None] = None
+
+    def __init__(self, reason: str, description: str) -> None:
+        super().__init__(description)
+        self.reason = reason
+        self.description = description
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(reason={self.reason!r}, description={self.description!r})"
+
+
+class InvalidToken(EntraGuardError):
+    """The token is not one this API accepts: malformed, forged, expired, or not for us."""
+
+    status_code = 401
+    error_code = "invalid_token"
+
+
+class InsufficientPermissions(EntraGuardError):
+    """The token is genuine, but it does not grant what the request needs."""
+
+    status_code = 403
+    error_code = "insufficient_scope"
+
+
+class KeysUnavailable(EntraGuardError):
+    """No usable signing keys could be obtained from the identity provider.
+
+    This is the server's problem, not the caller's, so it is never answered with 401.
+    """
+
+    status_code = 503
+    error_code = None
+
+    def __init__(self, reason: str, description: str, *, retry_after: int = 5) -> None:
+        super().__init__(reason, description)
+        self.retry_after = retry_after
