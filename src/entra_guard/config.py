@@ -8,6 +8,7 @@ confusing 401 on the first request, so every field is validated here and a bad v
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -122,9 +123,7 @@ class EntraConfig:
         setattr_ = object.__setattr__  # the documented way to normalise a frozen dataclass
 
         tenant = self.tenant_id.strip() if isinstance(self.tenant_id, str) else ""
-        if tenant.lower() in MULTI_TENANT_IDS | {"consumers"}:
-            tenant = tenant.lower()
-        elif is_guid(tenant):
+        if tenant.lower() in MULTI_TENANT_IDS | {"consumers"} or is_guid(tenant):
             tenant = tenant.lower()
         else:
             raise ValueError(
@@ -166,7 +165,9 @@ class EntraConfig:
 
         versions = _strings("token_versions", self.token_versions)
         if not versions or not set(versions) <= _VERSIONS:
-            raise ValueError(f"token_versions must be a non-empty subset of ('1.0', '2.0'), got {versions!r}")
+            raise ValueError(
+                f"token_versions must be a non-empty subset of ('1.0', '2.0'), got {versions!r}"
+            )
         setattr_(self, "token_versions", versions)
 
         algorithms = _strings("algorithms", self.algorithms)
@@ -289,7 +290,7 @@ def _check_instance(instance: str) -> str:
 
 
 def _check_number(name: str, value: float, *, low: float, high: float | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise ValueError(f"{name} must be a number, got {value!r}")
     if value < low or (high is not None and value > high):
         bound = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"

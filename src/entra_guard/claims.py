@@ -1,0 +1,135 @@
+"""Claim checks for a token whose signature has already been verified.
+
+Pure functions of (claims, configuration, key set, time): no I/O and no global clock, so every
+rule is testable at its exact boundary. Authentication rules raise ``InvalidToken``; the
+authorization rules that follow (client allow-list, a token that grants nothing) raise
+``InsufficientPermissions``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from entra_guard.config import EntraConfig, TokenVersion, is_guid
+from entra_guard.discovery import KeySet, SigningKey
+from entra_guard.errors import InsufficientPermissions, InvalidToken
+from entra_guard.principal import EntraPrincipal
+
+__all__ = ["GRAPH_AUDIENCES", "check_claims"]
+
+#: Microsoft Graph and Azure AD Graph: tokens for them are not for any other API to accept.
+GRAPH_AUDIENCES = frozenset(
+    {
+        "00000003-0000-0000-c000-000000000000",
+        "https://graph.microsoft.com",
+        "00000002-0000-0000-c000-000000000000",
+        "https://graph.windows.net",
+    }
+)
+_TENANT_PLACEHOLDER = "{tenantid}"
+
+
+def check_claims(
+    claims: Mapping[str, Any],
+    *,
+    config: EntraConfig,
+    keyset: KeySet,
+    key: SigningKey,
+    version: TokenVersion,
+    now: float,
+) -> EntraPrincipal:
+    """Check lifetime, issuer, audience, client and permissions; return the principal."""
+    _check_lifetime(claims, leeway=config.leeway, now=now)
+    _check_issuer(claims, config=config, keyset=keyset, key=key)
+    _check_audience(claims, config)
+    client_id = claims.get("azp" if version == "2.0" else "appid")
+    if not isinstance(client_id, str) or not client_id:
+        raise InvalidToken(
+            "not_an_access_token",
+            "The token names no client application (azp/appid): it is not an access token",
+        )
+    scp, roles = claims.get("scp"), claims.get("roles")
+    if scp is not None and not isinstance(scp, str):
+        raise InvalidToken("invalid_claim", "The 'scp' claim is not a string")
+    if roles is not None and not (
+        isinstance(roles, list) and all(isinstance(r, str) for r in roles)
+    ):
+        raise InvalidToken("invalid_claim", "The 'roles' claim is not a list of strings")
+
+    # Authenticated. What follows decides whether the caller may use this API at all.
+    if config.allowed_client_ids and client_id.lower() not in config.allowed_client_ids:
+        raise InsufficientPermissions(
+            "client_not_allowed", "The calling application is not allowed to use this API"
+        )
+    principal = EntraPrincipal.from_claims(claims, version=version, client_id=client_id)
+    if not principal.scopes and not principal.roles and not config.allow_tokens_without_permissions:
+        raise InsufficientPermissions(
+            "no_permissions",
+            "The token grants no scope and no app role: ask for a scope or an app role of this API",
+        )
+    return principal
+
+
+def _time(claims: Mapping[str, Any], name: str) -> float | None:
+    value = claims.get(name)
+    if value is None and name not in claims:
+        return None
+    # A JSON number only: booleans are ints in Python, and a numeric string is not a time.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidToken("invalid_claim", f"The '{name}' claim is not a NumericDate")
+    return float(value)
+
+
+def _check_lifetime(claims: Mapping[str, Any], *, leeway: float, now: float) -> None:
+    exp = _time(claims, "exp")
+    nbf = _time(claims, "nbf")
+    iat = _time(claims, "iat")
+    if exp is None:
+        raise InvalidToken("missing_claim", "The token has no expiration ('exp')")
+    if nbf is not None and nbf > exp:
+        raise InvalidToken("invalid_lifetime", "The token's 'nbf' is after its 'exp'")
+    if now >= exp + leeway:
+        raise InvalidToken("token_expired", "The token has expired")
+    if nbf is not None and nbf > now + leeway:
+        raise InvalidToken("token_not_yet_valid", "The token is not valid yet ('nbf')")
+    if iat is not None and iat > now + leeway:
+        raise InvalidToken("token_not_yet_valid", "The token was issued in the future ('iat')")
+
+
+def _check_issuer(
+    claims: Mapping[str, Any], *, config: EntraConfig, keyset: KeySet, key: SigningKey
+) -> None:
+    tid, iss = claims.get("tid"), claims.get("iss")
+    if not isinstance(tid, str) or not is_guid(tid):
+        raise InvalidToken("invalid_claim", "The token has no tenant id ('tid') GUID")
+    if not isinstance(iss, str):
+        raise InvalidToken("missing_claim", "The token has no issuer ('iss')")
+    # The issuer comes from the metadata of the token's version; in multi-tenant documents it
+    # is a template. Filling it with the token's own tid makes 'tid' and 'iss' agree by force.
+    expected = keyset.issuer.replace(_TENANT_PLACEHOLDER, tid)
+    if iss != expected:
+        raise InvalidToken("invalid_issuer", "The token's issuer is not accepted by this API")
+    if not config.accepts_tenant(tid):
+        raise InvalidToken("tenant_not_allowed", "The token's tenant is not allowed by this API")
+    # v2 keys name the issuer they sign for: a tenant's token must not verify with a key that
+    # belongs to another issuer (personal-account keys, for instance).
+    if key.issuer is not None and key.issuer.replace(_TENANT_PLACEHOLDER, tid) != iss:
+        raise InvalidToken("invalid_issuer", "The token was signed by another issuer's key")
+
+
+def _check_audience(claims: Mapping[str, Any], config: EntraConfig) -> None:
+    aud = claims.get("aud")
+    values = [aud] if isinstance(aud, str) else aud
+    if not isinstance(values, list) or not values or not all(isinstance(a, str) for a in values):
+        raise InvalidToken("missing_claim", "The token has no audience ('aud')")
+    if any(config.accepts_audience(a) for a in values):
+        return
+    if any(a.removesuffix("/") in GRAPH_AUDIENCES for a in values):
+        raise InvalidToken(
+            "graph_token",
+            "The token is meant for Microsoft Graph, not for this API: request a token with "
+            "this API's scope",
+        )
+    raise InvalidToken("invalid_audience", "The token's audience is not this API")

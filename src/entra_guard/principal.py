@@ -1,0 +1,81 @@
+"""``EntraPrincipal``: who is calling, as established by a validated access token."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from types import MappingProxyType
+from typing import Any
+
+from entra_guard.config import TokenVersion
+
+__all__ = ["EntraPrincipal"]
+
+
+@dataclass(frozen=True, slots=True)
+class EntraPrincipal:
+    """The validated caller. Immutable; only built from a token that passed every check.
+
+    Key your data by ``(tenant_id, object_id)``; ``name`` and ``preferred_username`` are for
+    display only and must never be used to authorize.
+    """
+
+    tenant_id: str
+    #: ``appid`` (v1) or ``azp`` (v2): the application that requested the token.
+    client_id: str
+    #: ``oid``: the user or service principal, stable across applications.
+    object_id: str | None
+    #: ``sub``: pairwise per application.
+    subject: str | None
+    roles: frozenset[str]
+    scopes: frozenset[str]
+    #: True for a client-credentials token (``idtyp == "app"``, or no delegated ``scp``).
+    app_only: bool
+    version: TokenVersion
+    expires_at: datetime
+    name: str | None = None
+    preferred_username: str | None = None
+    claims: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    def has_any_role(self, roles: Iterable[str]) -> bool:
+        return not self.roles.isdisjoint(roles)
+
+    def has_any_scope(self, scopes: Iterable[str]) -> bool:
+        return not self.scopes.isdisjoint(scopes)
+
+    @classmethod
+    def from_claims(
+        cls, claims: Mapping[str, Any], *, version: TokenVersion, client_id: str
+    ) -> EntraPrincipal:
+        """Build from claims the validator has already checked (types included)."""
+        scp = claims.get("scp")
+        scopes = frozenset(scp.split()) if isinstance(scp, str) else frozenset()
+        roles = frozenset(claims.get("roles") or ())
+        app_only = claims.get("idtyp") == "app" or not scopes
+        return cls(
+            tenant_id=claims["tid"],
+            client_id=client_id,
+            object_id=_optional_str(claims, "oid"),
+            subject=_optional_str(claims, "sub"),
+            roles=roles,
+            scopes=scopes,
+            app_only=app_only,
+            version=version,
+            expires_at=datetime.fromtimestamp(claims["exp"], tz=timezone.utc),
+            name=_optional_str(claims, "name"),
+            preferred_username=_optional_str(claims, "preferred_username")
+            or _optional_str(claims, "upn"),
+            claims=MappingProxyType(dict(claims)),
+        )
+
+
+def _optional_str(claims: Mapping[str, Any], name: str) -> str | None:
+    value = claims.get(name)
+    return value if isinstance(value, str) else None

@@ -1,0 +1,152 @@
+"""``TokenValidator``: authenticate first (parse, find the key, verify), authorize after.
+
+PyJWT is the JOSE library underneath, used at the level where it does not cost more than the
+signature itself: its algorithm objects verify, its JWK loader builds keys. Parsing and the claim
+rules are ours because Entra's rules (issuer templates, versions, client claims) are not PyJWT's
+defaults, and because a strict parser is the cheapest guard against hostile input.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, cast
+
+import httpx
+from jwt.algorithms import Algorithm, get_default_algorithms
+from jwt.exceptions import PyJWTError
+
+from entra_guard.claims import check_claims
+from entra_guard.config import EntraConfig, TokenVersion
+from entra_guard.discovery import KeyStore, SigningKey
+from entra_guard.errors import InvalidToken
+from entra_guard.parsing import ParsedToken, parse_token
+from entra_guard.principal import EntraPrincipal
+
+__all__ = ["TokenValidator"]
+
+
+class TokenValidator:
+    """Validates Entra ID access tokens for one API. Create once and share; it is async-safe.
+
+    ``clock`` gives wall-clock seconds for the lifetime checks; ``validate(now=...)`` overrides
+    it per call, so tests never need to freeze global time.
+    """
+
+    def __init__(
+        self,
+        config: EntraConfig,
+        *,
+        key_store: KeyStore | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if key_store is not None and http_client is not None:
+            raise ValueError("give either key_store or http_client, not both")
+        self.config = config
+        self.key_store = key_store or KeyStore(config, http_client=http_client)
+        self._clock = clock
+        available = get_default_algorithms()
+        self._algorithms: dict[str, Algorithm] = {
+            name: available[name] for name in config.algorithms
+        }
+
+    async def validate(self, token: str | bytes, *, now: float | None = None) -> EntraPrincipal:
+        """Return the caller for a valid token, or raise an ``EntraGuardError``.
+
+        ``InvalidToken`` (401), ``InsufficientPermissions`` (403) or ``KeysUnavailable`` (503).
+        """
+        if isinstance(token, bytes):
+            try:
+                token = token.decode("ascii")
+            except UnicodeDecodeError:
+                raise InvalidToken(
+                    "malformed_token", "The token is malformed: it contains non-ASCII bytes"
+                ) from None
+        parsed = parse_token(token, max_bytes=self.config.max_token_bytes)
+        algorithm, alg, kid, x5t = self._check_header(parsed.header)
+        version = self._token_version(parsed.payload)
+
+        keyset, key = await self.key_store.find_key(version, kid, x5t)
+        if key is None:
+            raise InvalidToken("key_not_found", "The signature key was not found")
+        self._verify(parsed, algorithm, alg, key)
+
+        return check_claims(
+            parsed.payload,
+            config=self.config,
+            keyset=keyset,
+            key=key,
+            version=version,
+            now=self._clock() if now is None else now,
+        )
+
+    def _check_header(
+        self, header: dict[str, Any]
+    ) -> tuple[Algorithm, str, str | None, str | None]:
+        alg = header.get("alg")
+        algorithm = self._algorithms.get(alg) if isinstance(alg, str) else None
+        if algorithm is None:
+            raise InvalidToken(
+                "algorithm_not_allowed", "The token's signing algorithm is not accepted"
+            )
+        if "crit" in header:
+            raise InvalidToken(
+                "unsupported_header",
+                "The token has critical header parameters this API does not support",
+            )
+        if "nonce" in header:
+            # Graph tokens carry a nonce whose hash, not the nonce, is signed: never ours.
+            raise InvalidToken(
+                "graph_token",
+                "The token is meant for Microsoft Graph, not for this API: request a token with "
+                "this API's scope",
+            )
+        kid, x5t = header.get("kid"), header.get("x5t")
+        if not (kid is None or isinstance(kid, str)) or not (x5t is None or isinstance(x5t, str)):
+            raise InvalidToken(
+                "malformed_token", "The token is malformed: 'kid' or 'x5t' is not a string"
+            )
+        if not kid and not x5t:
+            raise InvalidToken("key_not_found", "The token names no signing key ('kid')")
+        # jku, x5u, jwk and x5c are never read: keys come only from the tenant's own metadata.
+        return algorithm, cast(str, alg), kid or None, x5t or None
+
+    def _token_version(self, payload: dict[str, Any]) -> TokenVersion:
+        # Unverified here, but it only picks which of our own key sets to verify against.
+        version = payload.get("ver")
+        if version not in self.config.token_versions:
+            raise InvalidToken(
+                "version_not_accepted", "The token's version ('ver') is not accepted"
+            )
+        return cast(TokenVersion, version)
+
+    @staticmethod
+    def _verify(parsed: ParsedToken, algorithm: Algorithm, alg: str, key: SigningKey) -> None:
+        if key.alg is not None and key.alg != alg:
+            raise InvalidToken("invalid_signature", "The token's signature is invalid")
+        try:
+            valid = algorithm.verify(parsed.signing_input, key.public_key, parsed.signature)
+        except (PyJWTError, ValueError, TypeError):  # the one place PyJWT's errors are translated
+            valid = False
+        if not valid:
+            raise InvalidToken("invalid_signature", "The token's signature is invalid")
+
+    async def prefetch(self) -> None:
+        """Fetch the signing keys now (call at start-up) instead of on the first request."""
+        await self.key_store.prefetch()
+
+    async def aclose(self) -> None:
+        await self.key_store.aclose()
+
+    async def __aenter__(self) -> TokenValidator:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
