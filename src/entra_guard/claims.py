@@ -121,9 +121,11 @@ def _check_issuer(
 
 def _check_audience(claims: Mapping[str, Any], config: EntraConfig) -> None:
     aud = claims.get("aud")
+    if aud is None:
+        raise InvalidToken("missing_claim", "The token has no audience ('aud')")
     values = [aud] if isinstance(aud, str) else aud
     if not isinstance(values, list) or not values or not all(isinstance(a, str) for a in values):
-        raise InvalidToken("missing_claim", "The token has no audience ('aud')")
+        raise InvalidToken("invalid_claim", "The 'aud' claim is not a string or list of strings")
     if any(config.accepts_audience(a) for a in values):
         return
     if any(a.removesuffix("/") in GRAPH_AUDIENCES for a in values):

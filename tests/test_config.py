@@ -1,0 +1,238 @@
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from entra_guard import EntraConfig
+from entra_guard.config import DEFAULT_INSTANCE, MSA_TENANT_ID
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+OTHER = "add29489-7269-41f4-8841-b63c95564420"
+CLIENT = "6514a8ca-d9e4-4155-b292-65258398f3aa"
+
+
+def make(**overrides: Any) -> EntraConfig:
+    values: dict[str, Any] = {"tenant_id": TENANT, "audiences": ["api://orders"]}
+    values.update(overrides)
+    return EntraConfig(**values)
+
+
+def test_defaults_are_the_safe_ones() -> None:
+    config = make()
+    assert config.instance == DEFAULT_INSTANCE
+    assert config.algorithms == ("RS256",)
+    assert config.token_versions == ("1.0", "2.0")
+    assert config.leeway == 60
+    assert config.refresh_interval == 12 * 3600
+    assert config.min_refresh_interval == 300
+    assert config.last_known_good_lifetime == 24 * 3600
+    assert not config.allow_any_tenant
+    assert not config.allow_tokens_without_permissions
+    assert not config.is_multi_tenant
+
+
+def test_frozen_and_keyword_only() -> None:
+    config = make()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.leeway = 0  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        EntraConfig(TENANT, ["api://orders"])  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("tenant", [TENANT, TENANT.upper(), "consumers"])
+def test_single_tenant_kinds_are_accepted(tenant: str) -> None:
+    assert make(tenant_id=tenant).tenant_id == tenant.lower()
+
+
+@pytest.mark.parametrize("tenant", ["organizations", "common", "Common"])
+def test_multi_tenant_needs_an_allow_list(tenant: str) -> None:
+    with pytest.raises(ValueError, match="allowed_tenants"):
+        make(tenant_id=tenant)
+    assert make(tenant_id=tenant, allowed_tenants=[TENANT]).is_multi_tenant
+    assert make(tenant_id=tenant, allow_any_tenant=True).allow_any_tenant
+
+
+def test_allow_list_and_any_tenant_exclude_each_other() -> None:
+    with pytest.raises(ValueError, match="not both"):
+        make(tenant_id="common", allowed_tenants=[TENANT], allow_any_tenant=True)
+
+
+def test_allow_list_is_refused_for_a_single_tenant() -> None:
+    with pytest.raises(ValueError, match="apply only"):
+        make(allowed_tenants=[OTHER])
+    with pytest.raises(ValueError, match="apply only"):
+        make(allow_any_tenant=True)
+
+
+@pytest.mark.parametrize("tenant", ["", "contoso.onmicrosoft.com", "not-a-guid", "72f988bf"])
+def test_bad_tenant_ids_are_refused(tenant: str) -> None:
+    with pytest.raises(ValueError, match="tenant_id"):
+        make(tenant_id=tenant)
+
+
+def test_accepts_tenant() -> None:
+    assert make().accepts_tenant(TENANT)
+    assert not make().accepts_tenant(OTHER)
+    listed = make(tenant_id="organizations", allowed_tenants=[TENANT.upper()])
+    assert listed.accepts_tenant(TENANT)
+    assert not listed.accepts_tenant(OTHER)
+    anyone = make(tenant_id="common", allow_any_tenant=True)
+    assert anyone.accepts_tenant(OTHER)
+    assert not anyone.accepts_tenant("not-a-guid")
+    consumers = make(tenant_id="consumers")
+    assert consumers.accepts_tenant(MSA_TENANT_ID)
+    assert not consumers.accepts_tenant(TENANT)
+
+
+def test_audiences_compare_exactly_but_ignore_one_trailing_slash() -> None:
+    config = make(audiences=["api://orders/", CLIENT])
+    assert config.accepts_audience("api://orders")
+    assert config.accepts_audience("api://orders/")
+    assert config.accepts_audience(CLIENT)
+    assert not config.accepts_audience("API://orders")
+    assert not config.accepts_audience("api://orders//")
+    assert not config.accepts_audience("api://order")
+
+
+def test_a_single_audience_string_is_one_audience() -> None:
+    assert make(audiences="api://orders").audiences == ("api://orders",)
+
+
+@pytest.mark.parametrize("audiences", [[], [""], [" api://x"], "", [42]])
+def test_bad_audiences_are_refused(audiences: Any) -> None:
+    with pytest.raises(ValueError, match="audiences"):
+        make(audiences=audiences)
+
+
+@pytest.mark.parametrize(
+    "instance",
+    [
+        "http://login.microsoftonline.com",
+        "ftp://login.microsoftonline.com",
+        "login.microsoftonline.com",
+        "https://login.microsoftonline.com?x=1",
+        "https://user:pw@login.microsoftonline.com",
+        "http://10.0.0.1:8080",
+    ],
+)
+def test_bad_instances_are_refused(instance: str) -> None:
+    with pytest.raises(ValueError, match="instance"):
+        make(instance=instance)
+
+
+@pytest.mark.parametrize(
+    "instance",
+    [
+        "https://login.microsoftonline.us/",
+        "https://login.partner.microsoftonline.cn",
+        "http://127.0.0.1:8123",
+        "http://[::1]:8123",
+        "http://localhost:8123",
+    ],
+)
+def test_sovereign_clouds_and_loopback_emulators_are_accepted(instance: str) -> None:
+    assert make(instance=instance).instance == instance.rstrip("/")
+
+
+@pytest.mark.parametrize("algorithms", [["none"], ["HS256"], ["ES256"], [], ["RS256", "HS512"]])
+def test_only_rsa_algorithms(algorithms: list[str]) -> None:
+    with pytest.raises(ValueError, match="algorithms"):
+        make(algorithms=algorithms)
+
+
+def test_token_versions() -> None:
+    assert make(token_versions=["2.0"]).token_versions == ("2.0",)
+    with pytest.raises(ValueError, match="token_versions"):
+        make(token_versions=["3.0"])
+    with pytest.raises(ValueError, match="token_versions"):
+        make(token_versions=[])
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("leeway", -1),
+        ("leeway", 301),
+        ("leeway", float("nan")),
+        ("leeway", "60"),
+        ("leeway", True),
+        ("min_refresh_interval", 0),
+        ("refresh_interval", 10),  # below min_refresh_interval
+        ("last_known_good_lifetime", 60),  # below refresh_interval
+        ("fetch_timeout", 0),
+        ("max_token_bytes", 10),
+    ],
+)
+def test_bad_numbers_are_refused(name: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=name):
+        make(**{name: value})
+
+
+def test_client_allow_list() -> None:
+    assert make(allowed_client_ids=[CLIENT.upper()]).allowed_client_ids == (CLIENT,)
+    with pytest.raises(ValueError, match="allowed_client_ids"):
+        make(allowed_client_ids=["my-app"])
+
+
+def test_tokens_without_permissions_need_a_client_allow_list() -> None:
+    with pytest.raises(ValueError, match="allowed_client_ids"):
+        make(allow_tokens_without_permissions=True)
+    config = make(allow_tokens_without_permissions=True, allowed_client_ids=[CLIENT])
+    assert config.allow_tokens_without_permissions
+
+
+def test_from_env_reads_every_variable() -> None:
+    config = EntraConfig.from_env(
+        {
+            "ENTRA_TENANT_ID": "organizations",
+            "ENTRA_AUDIENCES": "api://orders, " + CLIENT,
+            "ENTRA_INSTANCE": "https://login.microsoftonline.us",
+            "ENTRA_ALLOWED_TENANTS": f"{TENANT},{OTHER}",
+            "ENTRA_ALLOWED_CLIENT_IDS": CLIENT,
+            "ENTRA_LEEWAY_SECONDS": "30",
+            "ENTRA_TOKEN_VERSIONS": "2.0",
+            "ENTRA_REFRESH_INTERVAL_SECONDS": "3600",
+            "ENTRA_FETCH_TIMEOUT_SECONDS": "2.5",
+        }
+    )
+    assert config.tenant_id == "organizations"
+    assert config.audiences == ("api://orders", CLIENT)
+    assert config.instance == "https://login.microsoftonline.us"
+    assert config.allowed_tenants == (TENANT, OTHER)
+    assert config.allowed_client_ids == (CLIENT,)
+    assert config.leeway == 30
+    assert config.token_versions == ("2.0",)
+    assert config.refresh_interval == 3600
+    assert config.fetch_timeout == 2.5
+
+
+def test_from_env_booleans_and_defaults() -> None:
+    config = EntraConfig.from_env(
+        {
+            "ENTRA_TENANT_ID": "common",
+            "ENTRA_AUDIENCES": "api://orders",
+            "ENTRA_ALLOW_ANY_TENANT": "true",
+        }
+    )
+    assert config.allow_any_tenant
+    assert config.leeway == 60
+    assert config.instance == DEFAULT_INSTANCE
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ENTRA_AUDIENCES": "api://x"}, "ENTRA_TENANT_ID"),
+        ({"ENTRA_TENANT_ID": TENANT}, "ENTRA_AUDIENCES"),
+        ({"ENTRA_TENANT_ID": TENANT, "ENTRA_AUDIENCES": "x", "ENTRA_LEEWAY_SECONDS": "soon"}, "LEEWAY"),
+        (
+            {"ENTRA_TENANT_ID": "common", "ENTRA_AUDIENCES": "x", "ENTRA_ALLOW_ANY_TENANT": "maybe"},
+            "ALLOW_ANY_TENANT",
+        ),
+    ],
+)
+def test_from_env_errors_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        EntraConfig.from_env(env)
