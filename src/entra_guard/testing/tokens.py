@@ -1,0 +1,167 @@
+"""Access tokens with the claim sets Entra really issues, and a signer that refuses nothing.
+
+The four shapes (v1/v2, app-only/delegated) follow Microsoft's claims reference. The signer
+assembles the JWS itself and only borrows PyJWT's algorithms for the signature: ``jwt.encode``
+rejects a non-string ``iss`` or ``kid``, and tests of a validator need exactly such tokens.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import json
+import secrets
+import uuid
+from typing import TYPE_CHECKING, Any, Final
+
+import jwt
+
+from entra_guard.testing.keys import b64url
+from entra_guard.testing.tenants import V1_ISSUER_HOST, issuer
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from entra_guard.testing.keys import EmulatorKey
+    from entra_guard.testing.tenants import Version
+
+__all__ = [
+    "DEFAULT_AUDIENCE",
+    "DEFAULT_CLIENT_ID",
+    "DEFAULT_SCOPES",
+    "REMOVE",
+    "build_claims",
+    "build_header",
+    "merge",
+    "sign",
+]
+
+#: The protected API's application (client) id: the ``aud`` of emulated tokens by default.
+DEFAULT_AUDIENCE: Final = "952f2f29-d25f-4ff1-81a7-072ef079f60b"
+#: The calling application's client id (``azp`` / ``appid``) by default.
+DEFAULT_CLIENT_ID: Final = "d4fdf040-9e25-42ca-99d0-13fcd08a6775"
+#: What a delegated token grants when the test names no scopes.
+DEFAULT_SCOPES: Final = ("access_as_user",)
+
+# Object ids are derived, not random, so every token of one client (or the user) in one
+# tenant names the same principal, as in Entra.
+_ID_NAMESPACE = uuid.UUID("1f5059c8-e7e5-4d83-854d-6630e4ef54f9")
+_USER = {"given_name": "Test", "family_name": "User", "upn": "test.user@entra-emulator.example"}
+_HMAC_HASHES = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
+
+
+class _Remove(enum.Enum):
+    REMOVE = "REMOVE"
+
+    def __repr__(self) -> str:
+        return "REMOVE"
+
+
+#: A claim or header value meaning "leave this member out".
+REMOVE: Final = _Remove.REMOVE
+
+
+def _object_id(*parts: str) -> str:
+    return str(uuid.uuid5(_ID_NAMESPACE, "|".join(parts)))
+
+
+def build_claims(
+    *,
+    version: Version,
+    app_only: bool,
+    instance: str,
+    tid: str,
+    audience: str,
+    client_id: str,
+    roles: Sequence[str],
+    scopes: Sequence[str],
+    issued_at: int,
+    expires_at: int,
+) -> dict[str, Any]:
+    """The payload of one of the four token shapes, members in Entra's order."""
+    iss = issuer(instance, version, tid)
+    claims: dict[str, Any] = {"aud": audience, "iss": iss, "iat": issued_at}
+    claims |= {"nbf": issued_at, "exp": expires_at, "aio": _opaque(64)}
+    if app_only:
+        oid = _object_id(tid, "service-principal", client_id)
+        sub = oid
+    else:
+        oid = _object_id(tid, "user", _USER["upn"])
+        # Pairwise: the same user has a different ``sub`` at every application.
+        sub = b64url(hashlib.sha256(f"{oid}|{audience}".encode()).digest())
+    client_auth = "1" if app_only else "0"  # secret for daemons, public client for users
+    name = f"{_USER['given_name']} {_USER['family_name']}"
+    if version == "2.0":
+        claims |= {"azp": client_id, "azpacr": client_auth}
+        if app_only:
+            claims["idp"] = iss
+        else:
+            claims |= {"name": name, "oid": oid, "preferred_username": _USER["upn"]}
+        claims.setdefault("oid", oid)
+    else:
+        if not app_only:
+            claims["amr"] = ["pwd"]
+        claims |= {"appid": client_id, "appidacr": client_auth}
+        if app_only:
+            claims["idp"] = f"{V1_ISSUER_HOST}/{tid}/"
+        else:
+            claims |= {"family_name": _USER["family_name"], "given_name": _USER["given_name"]}
+            claims |= {"ipaddr": "127.0.0.1", "name": name}
+        claims["oid"] = oid
+    claims["rh"] = f"0.{_opaque(48)}"
+    if roles:
+        claims["roles"] = list(roles)
+    if not app_only:
+        claims["scp"] = " ".join(scopes or DEFAULT_SCOPES)
+    claims |= {"sub": sub, "tid": tid}
+    if version == "1.0" and not app_only:
+        claims |= {"unique_name": _USER["upn"], "upn": _USER["upn"]}
+    claims |= {"uti": secrets.token_urlsafe(16), "ver": version}
+    return claims
+
+
+def build_header(key: EmulatorKey, *, version: Version, algorithm: str) -> dict[str, Any]:
+    """``typ``, ``alg`` and ``kid``; v1 tokens repeat the thumbprint as ``x5t``, as Entra does."""
+    header: dict[str, Any] = {"typ": "JWT", "alg": algorithm}
+    if version == "1.0":
+        header["x5t"] = key.x5t
+    header["kid"] = key.kid
+    return header
+
+
+def merge(base: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``base`` with ``overrides`` applied; a ``REMOVE`` value deletes the member."""
+    merged = dict(base)
+    for name, value in (overrides or {}).items():
+        if value is REMOVE:
+            merged.pop(name, None)
+        else:
+            merged[name] = value
+    return merged
+
+
+def sign(header: Mapping[str, Any], claims: Mapping[str, Any], key: EmulatorKey, algorithm: str) -> str:
+    """A compact JWS of exactly this header and payload, signed with ``algorithm``.
+
+    ``algorithm`` need not match the header's ``alg``, so mismatches can be forged too.
+    ``none`` gives an empty signature; ``HS*`` keys the HMAC with the public key's PEM (the
+    classic algorithm-confusion forgery); anything else goes to PyJWT's implementation.
+    """
+    signing_input = f"{_segment(header)}.{_segment(claims)}".encode("ascii")
+    if algorithm.lower() == "none":
+        signature = b""
+    elif algorithm in _HMAC_HASHES:
+        signature = hmac.new(key.public_pem(), signing_input, _HMAC_HASHES[algorithm]).digest()
+    else:
+        implementation = jwt.get_algorithm_by_name(algorithm)
+        signature = implementation.sign(signing_input, implementation.prepare_key(key.private_key))
+    return f"{signing_input.decode('ascii')}.{b64url(signature)}"
+
+
+def _segment(member: Mapping[str, Any]) -> str:
+    return b64url(json.dumps(member, separators=(",", ":")).encode("utf-8"))
+
+
+def _opaque(nbytes: int) -> str:
+    return secrets.token_urlsafe(nbytes)
