@@ -21,6 +21,8 @@ __all__ = ["jwks_document", "jwks_path", "metadata_document", "metadata_path"]
 
 _AUTH_METHODS = ["client_secret_post", "private_key_jwt", "client_secret_basic"]
 _RESPONSE_MODES = ["query", "fragment", "form_post"]
+_RESPONSE_TYPES_V1 = ["code", "id_token", "code id_token", "token id_token", "token"]
+_RESPONSE_TYPES_V2 = ["code", "id_token", "code id_token", "id_token token"]
 _CLAIMS_V1 = [
     "sub", "iss", "cloud_instance_name", "cloud_instance_host_name", "cloud_graph_host_name",
     "msgraph_host", "aud", "exp", "iat", "auth_time", "acr", "amr", "nonce", "email",
@@ -67,9 +69,7 @@ def metadata_document(instance: str, tenant: Tenant, version: Version) -> dict[s
             "response_modes_supported": list(_RESPONSE_MODES),
             "subject_types_supported": ["pairwise"],
             "id_token_signing_alg_values_supported": ["RS256"],
-            "response_types_supported": [
-                "code", "id_token", "code id_token", "token id_token", "token",
-            ],  # fmt: skip
+            "response_types_supported": list(_RESPONSE_TYPES_V1),
             "scopes_supported": ["openid"],
             "issuer": iss,
             "microsoft_multi_refresh_token": True,
@@ -92,7 +92,7 @@ def metadata_document(instance: str, tenant: Tenant, version: Version) -> dict[s
         "response_modes_supported": list(_RESPONSE_MODES),
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": ["RS256"],
-        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "response_types_supported": list(_RESPONSE_TYPES_V2),
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "issuer": iss,
         "request_uri_parameter_supported": False,

@@ -101,7 +101,7 @@ class EmulatorKey:
         )
 
     def public_pem(self) -> bytes:
-        """SubjectPublicKeyInfo PEM: what a verifier would load, and what an HS256 forgery abuses."""
+        """SubjectPublicKeyInfo PEM: what verifiers load, and what HS256 forgeries abuse."""
         return self.private_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -110,4 +110,3 @@ class EmulatorKey:
 def _thumbprint(certificate: x509.Certificate) -> str:
     der = certificate.public_bytes(serialization.Encoding.DER)
     return b64url(hashlib.sha1(der, usedforsecurity=False).digest())
-

@@ -47,7 +47,9 @@ DEFAULT_SCOPES: Final = ("access_as_user",)
 # Object ids are derived, not random, so every token of one client (or the user) in one
 # tenant names the same principal, as in Entra.
 _ID_NAMESPACE = uuid.UUID("1f5059c8-e7e5-4d83-854d-6630e4ef54f9")
-_USER = {"given_name": "Test", "family_name": "User", "upn": "test.user@entra-emulator.example"}
+_USER_GIVEN_NAME = "Test"
+_USER_FAMILY_NAME = "User"
+_USER_UPN = "test.user@entra-emulator.example"
 _HMAC_HASHES = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
 
 
@@ -79,46 +81,48 @@ def build_claims(
     issued_at: int,
     expires_at: int,
 ) -> dict[str, Any]:
-    """The payload of one of the four token shapes, members in Entra's order."""
+    """The payload of one of the four token shapes.
+
+    Entra writes ``aud``, ``iss``, ``iat``, ``nbf``, ``exp`` first and the rest in alphabetical
+    order; the emulator does the same, so tokens look alike when decoded side by side.
+    """
     iss = issuer(instance, version, tid)
-    claims: dict[str, Any] = {"aud": audience, "iss": iss, "iat": issued_at}
-    claims |= {"nbf": issued_at, "exp": expires_at, "aio": _opaque(64)}
     if app_only:
         oid = _object_id(tid, "service-principal", client_id)
         sub = oid
     else:
-        oid = _object_id(tid, "user", _USER["upn"])
+        oid = _object_id(tid, "user", _USER_UPN)
         # Pairwise: the same user has a different ``sub`` at every application.
         sub = b64url(hashlib.sha256(f"{oid}|{audience}".encode()).digest())
-    client_auth = "1" if app_only else "0"  # secret for daemons, public client for users
-    name = f"{_USER['given_name']} {_USER['family_name']}"
+    body: dict[str, Any] = {
+        "aio": secrets.token_urlsafe(64),
+        "oid": oid,
+        "rh": f"0.{secrets.token_urlsafe(48)}",
+        "sub": sub,
+        "tid": tid,
+        "uti": secrets.token_urlsafe(16),
+        "ver": version,
+    }
+    client_auth = "1" if app_only else "0"  # a secret for daemons, a public client for users
     if version == "2.0":
-        claims |= {"azp": client_id, "azpacr": client_auth}
-        if app_only:
-            claims["idp"] = iss
-        else:
-            claims |= {"name": name, "oid": oid, "preferred_username": _USER["upn"]}
-        claims.setdefault("oid", oid)
+        body |= {"azp": client_id, "azpacr": client_auth}
     else:
-        if not app_only:
-            claims["amr"] = ["pwd"]
-        claims |= {"appid": client_id, "appidacr": client_auth}
-        if app_only:
-            claims["idp"] = f"{V1_ISSUER_HOST}/{tid}/"
+        body |= {"appid": client_id, "appidacr": client_auth}
+    if app_only:
+        body["idp"] = f"{V1_ISSUER_HOST}/{tid}/" if version == "1.0" else iss
+    else:
+        body["scp"] = " ".join(scopes or DEFAULT_SCOPES)
+        body["name"] = f"{_USER_GIVEN_NAME} {_USER_FAMILY_NAME}"
+        if version == "2.0":
+            body["preferred_username"] = _USER_UPN
         else:
-            claims |= {"family_name": _USER["family_name"], "given_name": _USER["given_name"]}
-            claims |= {"ipaddr": "127.0.0.1", "name": name}
-        claims["oid"] = oid
-    claims["rh"] = f"0.{_opaque(48)}"
+            body |= {"amr": ["pwd"], "family_name": _USER_FAMILY_NAME}
+            body |= {"given_name": _USER_GIVEN_NAME, "ipaddr": "127.0.0.1"}
+            body |= {"unique_name": _USER_UPN, "upn": _USER_UPN}
     if roles:
-        claims["roles"] = list(roles)
-    if not app_only:
-        claims["scp"] = " ".join(scopes or DEFAULT_SCOPES)
-    claims |= {"sub": sub, "tid": tid}
-    if version == "1.0" and not app_only:
-        claims |= {"unique_name": _USER["upn"], "upn": _USER["upn"]}
-    claims |= {"uti": secrets.token_urlsafe(16), "ver": version}
-    return claims
+        body["roles"] = list(roles)
+    head = {"aud": audience, "iss": iss, "iat": issued_at, "nbf": issued_at, "exp": expires_at}
+    return head | dict(sorted(body.items()))
 
 
 def build_header(key: EmulatorKey, *, version: Version, algorithm: str) -> dict[str, Any]:
@@ -141,7 +145,9 @@ def merge(base: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[
     return merged
 
 
-def sign(header: Mapping[str, Any], claims: Mapping[str, Any], key: EmulatorKey, algorithm: str) -> str:
+def sign(
+    header: Mapping[str, Any], claims: Mapping[str, Any], key: EmulatorKey, algorithm: str
+) -> str:
     """A compact JWS of exactly this header and payload, signed with ``algorithm``.
 
     ``algorithm`` need not match the header's ``alg``, so mismatches can be forged too.
@@ -161,7 +167,3 @@ def sign(header: Mapping[str, Any], claims: Mapping[str, Any], key: EmulatorKey,
 
 def _segment(member: Mapping[str, Any]) -> str:
     return b64url(json.dumps(member, separators=(",", ":")).encode("utf-8"))
-
-
-def _opaque(nbytes: int) -> str:
-    return secrets.token_urlsafe(nbytes)

@@ -1,0 +1,132 @@
+"""uvicorn in a daemon thread, on a socket bound here.
+
+Binding the socket ourselves tells us the port before the thread starts, and lets a stopped
+server come back on the very same port, so a client that cached the emulator's URL sees the
+identity provider go down and come back, as in an outage.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import uvicorn
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+    from entra_guard.testing.tls import TLSMaterial
+
+__all__ = ["BackgroundServer"]
+
+_START_TIMEOUT = 10.0
+_STOP_TIMEOUT = 5.0
+_POLL = 0.002
+# Requests still running at stop() (a test's delay fault) are cut after this many seconds.
+_GRACEFUL_SHUTDOWN = 1
+
+
+class BackgroundServer:
+    """Serves one ASGI app on ``host:port``; ``start`` and ``stop`` may alternate freely."""
+
+    def __init__(self, app: ASGIApp, *, host: str, port: int, tls: TLSMaterial | None) -> None:
+        self._app = app
+        self._host = host
+        self._port = port
+        self._tls = tls
+        self._lock = threading.Lock()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port; the requested one (maybe 0) until the first start."""
+        return self._port
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def start(self) -> None:
+        """Serve, returning once connections are accepted. Does nothing if already serving."""
+        with self._lock:
+            if self._server is not None:
+                return
+            sock = self._bind()
+            try:
+                server = uvicorn.Server(self._config())
+                thread = threading.Thread(
+                    target=server.run,
+                    kwargs={"sockets": [sock]},
+                    name=f"entra-emulator-{self._port}",
+                    daemon=True,
+                )
+                thread.start()
+                self._wait_started(server, thread)
+            except BaseException:
+                sock.close()
+                raise
+            self._server, self._thread = server, thread
+
+    def stop(self) -> None:
+        """Close the socket and every connection, then return. Does nothing if not serving."""
+        with self._lock:
+            server, thread = self._server, self._thread
+            if server is None or thread is None:
+                return
+            self._server = self._thread = None
+            server.should_exit = True
+            thread.join(_STOP_TIMEOUT)
+            if thread.is_alive():  # pragma: no cover - only if a request refuses to finish
+                server.force_exit = True
+                thread.join(_STOP_TIMEOUT)
+            if self._tls is not None:
+                self._tls.cleanup()
+
+    def _bind(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            # Lets start() after stop() take the same port while old connections sit in TIME_WAIT.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self._host, self._port))
+        except OSError:
+            sock.close()
+            raise
+        self._port = sock.getsockname()[1]
+        return sock
+
+    def _config(self) -> uvicorn.Config:
+        files = self._tls.files() if self._tls is not None else None
+        config = uvicorn.Config(
+            self._app,
+            host=self._host,
+            port=self._port,
+            http="h11",
+            ws="none",
+            lifespan="off",
+            log_config=None,  # leave the application's logging configuration alone
+            log_level="warning",
+            access_log=False,
+            proxy_headers=False,
+            timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN,
+            ssl_certfile=files.certfile if files else None,
+            ssl_keyfile=files.keyfile if files else None,
+        )
+        # Loading here rather than in the thread makes a broken configuration raise to the caller.
+        config.load()
+        return config
+
+    @staticmethod
+    def _wait_started(server: uvicorn.Server, thread: threading.Thread) -> None:
+        deadline = time.monotonic() + _START_TIMEOUT
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("the emulator's server thread exited during start-up")
+            if time.monotonic() > deadline:
+                server.should_exit = True
+                thread.join(_STOP_TIMEOUT)
+                raise RuntimeError(f"the emulator did not start within {_START_TIMEOUT:g} s")
+            time.sleep(_POLL)

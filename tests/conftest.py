@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["entra_guard.testing.pytest_plugin"]
+
+#: Real Entra-issued tokens and documents, shared by the team beside the repository (never copied).
+REAL_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "entra-real"
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self, start: float = 10_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def real_fixtures() -> Path:
+    if not (REAL_FIXTURES / "tokens.json").is_file():
+        pytest.skip(f"the shared real-token fixtures are not at {REAL_FIXTURES}")
+    return REAL_FIXTURES

@@ -1,0 +1,301 @@
+"""Key discovery over real loopback HTTP against the emulator, with a hand-moved clock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+from entra_guard import EntraConfig, InvalidToken, KeysUnavailable, KeyStore, TokenValidator
+from entra_guard.discovery import parse_jwks
+from entra_guard.testing import EntraEmulator
+from tests.conftest import FakeClock
+
+HOUR = 3600.0
+
+
+def store(idp: EntraEmulator, clock: FakeClock, **config: Any) -> KeyStore:
+    return KeyStore(idp.config(**config), clock=clock)
+
+
+def validator(idp: EntraEmulator, clock: FakeClock, **config: Any) -> TokenValidator:
+    return TokenValidator(idp.config(**config), key_store=store(idp, clock, **config))
+
+
+async def settle(keys: KeyStore) -> None:
+    """Let a background refresh finish."""
+    for _ in range(200):
+        if not keys._inflight:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the background refresh did not finish")
+
+
+async def test_first_use_fetches_metadata_then_keys_once(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    keys = store(entra_emulator, clock)
+    keyset = await keys.get_key_set("2.0")
+    again = await keys.get_key_set("2.0")
+    assert again is keyset
+    assert keyset.issuer == f"{entra_emulator.instance}/{entra_emulator.tenant_id}/v2.0"
+    assert entra_emulator.current_key.kid in keyset.by_kid
+    assert entra_emulator.fetch_count("metadata", version="2.0") == 1
+    assert entra_emulator.fetch_count("jwks", version="2.0") == 1
+    assert entra_emulator.fetch_count("metadata", version="1.0") == 0
+    v1 = await keys.get_key_set("1.0")
+    assert v1.issuer == f"https://sts.windows.net/{entra_emulator.tenant_id}/"
+    await keys.aclose()
+
+
+async def test_a_thousand_concurrent_first_validations_share_one_fetch(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    entra_emulator.delay = 0.05  # keep the first fetch in flight while all requests arrive
+    check = validator(entra_emulator, clock)
+    tokens = [
+        entra_emulator.issue_token(version=version, roles=["Orders.Read"])
+        for version in ("1.0", "2.0")
+        for _ in range(500)
+    ]
+    principals = await asyncio.gather(*(check.validate(t) for t in tokens))
+    assert len(principals) == 1000
+    assert {p.version for p in principals} == {"1.0", "2.0"}
+    for version in ("1.0", "2.0"):
+        assert entra_emulator.fetch_count("metadata", version=version) == 1
+        assert entra_emulator.fetch_count("jwks", version=version) == 1
+    await check.aclose()
+
+
+async def test_stale_keys_keep_serving_while_exactly_one_refresh_runs(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    keys = store(entra_emulator, clock, refresh_interval=HOUR)
+    old = await keys.get_key_set("2.0")
+    clock.advance(1.06 * HOUR)  # past the interval and its jitter
+    entra_emulator.delay = 0.1
+    served = await asyncio.gather(*(keys.get_key_set("2.0") for _ in range(100)))
+    assert all(s is old for s in served)  # nobody waited for the refresh
+    await settle(keys)
+    assert entra_emulator.fetch_count("jwks") == 2
+    assert await keys.get_key_set("2.0") is not old
+    await keys.aclose()
+
+
+async def test_unknown_kid_flood_forces_at_most_one_refresh_per_interval(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    check = validator(entra_emulator, clock)
+    good = entra_emulator.issue_token(roles=["Orders.Read"])
+    await check.validate(good)
+    attacker = EntraEmulator.generate_key()
+    flood = [
+        entra_emulator.issue_token(key=attacker, headers={"kid": uuid.uuid4().hex}, roles=["x"])
+        for _ in range(1000)
+    ]
+    results = await asyncio.gather(*(check.validate(t) for t in flood), return_exceptions=True)
+    assert all(isinstance(r, InvalidToken) and r.reason == "key_not_found" for r in results)
+    assert entra_emulator.fetch_count("jwks") == 2  # the first fetch and one forced refresh
+    assert (await check.validate(good)).client_id  # valid tokens keep passing
+
+    clock.advance(299)
+    with pytest.raises(InvalidToken):
+        await check.validate(flood[1])
+    assert entra_emulator.fetch_count("jwks") == 2
+    clock.advance(1)  # min_refresh_interval (300 s) has now passed
+    with pytest.raises(InvalidToken):
+        await check.validate(flood[2])
+    assert entra_emulator.fetch_count("jwks") == 3
+    await check.aclose()
+
+
+async def test_rotation_new_key_accepted_after_one_refresh_removed_key_rejected(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    check = validator(entra_emulator, clock, refresh_interval=HOUR)
+    old_token = entra_emulator.issue_token(roles=["Orders.Read"])
+    await check.validate(old_token)
+
+    old_kid = entra_emulator.current_key.kid
+    entra_emulator.rotate_keys()
+    new_token = entra_emulator.issue_token(roles=["Orders.Read"])
+    assert (await check.validate(new_token)).roles == {"Orders.Read"}
+    assert entra_emulator.fetch_count("jwks") == 2  # one refresh, forced by the new kid
+
+    entra_emulator.remove_key(old_kid)
+    assert (await check.validate(old_token)).roles  # still known until the next refresh
+    clock.advance(1.06 * HOUR)
+    await check.validate(new_token)  # stale: starts the background refresh
+    await settle(check.key_store)
+    with pytest.raises(InvalidToken) as info:
+        await check.validate(old_token)
+    assert info.value.reason == "key_not_found"
+    await check.aclose()
+
+
+async def test_last_known_good_keys_serve_while_the_idp_is_down(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    check = validator(entra_emulator, clock, refresh_interval=HOUR, last_known_good_lifetime=24 * HOUR)
+    token = entra_emulator.issue_token(roles=["Orders.Read"], lifetime=48 * HOUR)
+    await check.validate(token)
+    entra_emulator.stop()
+
+    for _ in range(20):  # an hour and more at a time, up to just under a day
+        clock.advance(1.1 * HOUR)
+        assert (await check.validate(token)).roles == {"Orders.Read"}
+        await settle(check.key_store)
+    clock.advance(2.5 * HOUR)  # now more than 24 h since the last successful fetch
+    with pytest.raises(KeysUnavailable):
+        await check.validate(token)
+
+    entra_emulator.start()  # back, same port: recovery without a restart
+    clock.advance(60)
+    assert (await check.validate(token)).roles == {"Orders.Read"}
+    await check.aclose()
+
+
+async def test_never_reachable_gives_keys_unavailable_and_backs_off(clock: FakeClock) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens here
+    config = EntraConfig(
+        tenant_id=str(uuid.uuid4()), audiences=["api://x"], instance=f"http://127.0.0.1:{port}"
+    )
+    keys = KeyStore(config, clock=clock)
+    with pytest.raises(KeysUnavailable) as info:
+        await keys.get_key_set("2.0")
+    assert info.value.status_code == 503
+    assert info.value.retry_after >= 1
+    # within the back-off, requests fail fast without another attempt
+    with pytest.raises(KeysUnavailable):
+        await keys.get_key_set("2.0")
+    assert keys._failures["2.0"] == 1
+    clock.advance(1.0)
+    with pytest.raises(KeysUnavailable):
+        await keys.get_key_set("2.0")
+    assert keys._failures["2.0"] == 2
+    await keys.aclose()
+
+
+async def test_cold_failure_then_recovery(entra_emulator: EntraEmulator, clock: FakeClock) -> None:
+    check = validator(entra_emulator, clock)
+    token = entra_emulator.issue_token(roles=["Orders.Read"])
+    entra_emulator.fail_status = 503
+    with pytest.raises(KeysUnavailable):
+        await check.validate(token)
+    entra_emulator.fail_status = None
+    clock.advance(1.0)
+    assert (await check.validate(token)).roles == {"Orders.Read"}
+    await check.aclose()
+
+
+async def test_a_slow_idp_is_cut_off_at_the_fetch_timeout(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    entra_emulator.delay = 2.0
+    keys = store(entra_emulator, clock, fetch_timeout=0.2)
+    started = time.monotonic()
+    with pytest.raises(KeysUnavailable):
+        await keys.get_key_set("2.0")
+    assert time.monotonic() - started < entra_emulator.delay  # did not wait for the answer
+    await keys.aclose()
+
+
+@pytest.mark.parametrize(
+    ("jwks", "why"),
+    [
+        ({"keys": []}, "no keys"),
+        ({"keys": [{"kty": "EC", "kid": "e", "crv": "P-256", "x": "AA", "y": "AA"}]}, "EC only"),
+        ({"nokeys": True}, "wrong shape"),
+        ({"keys": [], "padding": "x" * 600_000}, "too large"),
+    ],
+)
+async def test_garbage_documents_mean_unavailable_not_a_crash(
+    entra_emulator: EntraEmulator, clock: FakeClock, jwks: dict[str, Any], why: str
+) -> None:
+    metadata = {
+        "issuer": f"{entra_emulator.instance}/{entra_emulator.tenant_id}/v2.0",
+        "jwks_uri": "replaced by the emulator",
+    }
+    entra_emulator.serve_documents(
+        tenant=entra_emulator.tenant_id, version="2.0", metadata=metadata, jwks=jwks
+    )
+    keys = store(entra_emulator, clock)
+    with pytest.raises(KeysUnavailable):
+        await keys.get_key_set("2.0")
+    await keys.aclose()
+
+
+async def test_a_failed_refresh_keeps_the_good_keys(entra_emulator: EntraEmulator, clock: FakeClock) -> None:
+    keys = store(entra_emulator, clock, refresh_interval=HOUR)
+    good = await keys.get_key_set("2.0")
+    entra_emulator.serve_documents(
+        tenant=entra_emulator.tenant_id,
+        version="2.0",
+        metadata={"issuer": good.issuer, "jwks_uri": "x"},
+        jwks={"keys": []},
+    )
+    clock.advance(1.06 * HOUR)
+    assert await keys.get_key_set("2.0") is good
+    await settle(keys)
+    assert entra_emulator.fetch_count("jwks") == 2
+    assert await keys.get_key_set("2.0") is good  # the empty key set did not replace them
+    await keys.aclose()
+
+
+async def test_https_with_a_custom_client(clock: FakeClock) -> None:
+    async with EntraEmulator(https=True) as idp:
+        async with httpx.AsyncClient(verify=idp.ssl_context()) as client:
+            keys = KeyStore(idp.config(), http_client=client, clock=clock)
+            assert (await keys.get_key_set("2.0")).issuer.startswith("https://127.0.0.1:")
+            await keys.aclose()
+            assert not client.is_closed  # the caller's client is the caller's to close
+        untrusting = KeyStore(idp.config(), clock=clock)
+        with pytest.raises(KeysUnavailable):
+            await untrusting.get_key_set("2.0")
+        await untrusting.aclose()
+
+
+def test_parse_jwks_keeps_only_usable_rsa_signing_keys() -> None:
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    good = json.loads(RSAAlgorithm.to_jwk(private.public_key()))
+    small = json.loads(RSAAlgorithm.to_jwk(weak.public_key()))
+    keys = parse_jwks(
+        {
+            "keys": [
+                {**good, "kid": "good", "use": "sig", "issuer": "https://x/{tenantid}/v2.0"},
+                {**good, "kid": "enc", "use": "enc"},
+                {**good, "kid": "b64", "n": good["n"].replace("-", "+") + "=="},
+                {**small, "kid": "small"},
+                {**good},  # neither kid nor x5t
+                {**good, "kid": 5},
+                {**good, "x5t": "thumb"},  # x5t only: old v1 style
+                "not an object",
+            ]
+        }
+    )
+    assert [(k.kid, k.x5t) for k in keys] == [("good", None), (None, "thumb")]
+    assert keys[0].issuer == "https://x/{tenantid}/v2.0"
+    assert keys[0].public_key.public_numbers() == private.public_key().public_numbers()
+
+
+def test_the_verbatim_identitymodel_jwks_has_no_usable_keys(real_fixtures: Path) -> None:
+    # Its 'n' is standard base64, not base64url: such a key set is not a JWKS.
+    verbatim = json.loads((real_fixtures / "verbatim" / "identitymodel-JsonWebKeySet.json").read_text())
+    normalised = json.loads((real_fixtures / "jwks-identitymodel-2014.json").read_text())
+    assert parse_jwks(verbatim) == []
+    assert {k.kid for k in parse_jwks(normalised)} == {
+        "NGTFvdK-fythEuLwjpwAJOM9n-A",
+        "kriMPdmBvx68skT8-mPAB3BseeA",
+    }
