@@ -172,7 +172,11 @@ def test_claim_rules(case: Case) -> None:
     with pytest.raises(EntraGuardError) as info:
         run(case)
     assert info.value.reason == case.reason
-    expected = InsufficientPermissions if case.reason in {"client_not_allowed", "no_permissions"} else InvalidToken
+    expected = (
+        InsufficientPermissions
+        if case.reason in {"client_not_allowed", "no_permissions"}
+        else InvalidToken
+    )
     assert type(info.value) is expected
 
 
@@ -189,7 +193,7 @@ def test_principal_of_an_app_token() -> None:
     assert not principal.has_scope("Orders.Read")
     assert principal.claims["azpacr"] == "1"
     with pytest.raises(TypeError):
-        principal.claims["azp"] = "x"  # type: ignore[index]
+        principal.claims["azp"] = "x"
 
 
 def test_principal_of_a_delegated_token() -> None:

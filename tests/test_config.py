@@ -38,7 +38,7 @@ def test_frozen_and_keyword_only() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.leeway = 0  # type: ignore[misc]
     with pytest.raises(TypeError):
-        EntraConfig(TENANT, ["api://orders"])  # type: ignore[misc]
+        EntraConfig(TENANT, ["api://orders"])  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize("tenant", [TENANT, TENANT.upper(), "consumers"])
@@ -226,9 +226,16 @@ def test_from_env_booleans_and_defaults() -> None:
     [
         ({"ENTRA_AUDIENCES": "api://x"}, "ENTRA_TENANT_ID"),
         ({"ENTRA_TENANT_ID": TENANT}, "ENTRA_AUDIENCES"),
-        ({"ENTRA_TENANT_ID": TENANT, "ENTRA_AUDIENCES": "x", "ENTRA_LEEWAY_SECONDS": "soon"}, "LEEWAY"),
         (
-            {"ENTRA_TENANT_ID": "common", "ENTRA_AUDIENCES": "x", "ENTRA_ALLOW_ANY_TENANT": "maybe"},
+            {"ENTRA_TENANT_ID": TENANT, "ENTRA_AUDIENCES": "x", "ENTRA_LEEWAY_SECONDS": "soon"},
+            "LEEWAY",
+        ),
+        (
+            {
+                "ENTRA_TENANT_ID": "common",
+                "ENTRA_AUDIENCES": "x",
+                "ENTRA_ALLOW_ANY_TENANT": "maybe",
+            },
             "ALLOW_ANY_TENANT",
         ),
     ],

@@ -14,11 +14,11 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+from tests.conftest import FakeClock
 
-from entra_guard import EntraConfig, InvalidToken, KeysUnavailable, KeyStore, TokenValidator
+from entra_guard import EntraConfig, InvalidToken, KeyStore, KeysUnavailable, TokenValidator
 from entra_guard.discovery import parse_jwks
 from entra_guard.testing import EntraEmulator
-from tests.conftest import FakeClock
 
 HOUR = 3600.0
 
@@ -145,7 +145,9 @@ async def test_rotation_new_key_accepted_after_one_refresh_removed_key_rejected(
 async def test_last_known_good_keys_serve_while_the_idp_is_down(
     entra_emulator: EntraEmulator, clock: FakeClock
 ) -> None:
-    check = validator(entra_emulator, clock, refresh_interval=HOUR, last_known_good_lifetime=24 * HOUR)
+    check = validator(
+        entra_emulator, clock, refresh_interval=HOUR, last_known_good_lifetime=24 * HOUR
+    )
     token = entra_emulator.issue_token(roles=["Orders.Read"], lifetime=48 * HOUR)
     await check.validate(token)
     entra_emulator.stop()
@@ -236,7 +238,9 @@ async def test_garbage_documents_mean_unavailable_not_a_crash(
     await keys.aclose()
 
 
-async def test_a_failed_refresh_keeps_the_good_keys(entra_emulator: EntraEmulator, clock: FakeClock) -> None:
+async def test_a_failed_refresh_keeps_the_good_keys(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
     keys = store(entra_emulator, clock, refresh_interval=HOUR)
     good = await keys.get_key_set("2.0")
     entra_emulator.serve_documents(
@@ -292,7 +296,9 @@ def test_parse_jwks_keeps_only_usable_rsa_signing_keys() -> None:
 
 def test_the_verbatim_identitymodel_jwks_has_no_usable_keys(real_fixtures: Path) -> None:
     # Its 'n' is standard base64, not base64url: such a key set is not a JWKS.
-    verbatim = json.loads((real_fixtures / "verbatim" / "identitymodel-JsonWebKeySet.json").read_text())
+    verbatim = json.loads(
+        (real_fixtures / "verbatim" / "identitymodel-JsonWebKeySet.json").read_text()
+    )
     normalised = json.loads((real_fixtures / "jwks-identitymodel-2014.json").read_text())
     assert parse_jwks(verbatim) == []
     assert {k.kid for k in parse_jwks(normalised)} == {

@@ -84,9 +84,7 @@ def test_arbitrary_text_only_ever_raises_invalid_token(text: str) -> None:
         assert exc.reason in {"malformed_token", "token_too_large"}
 
 
-@given(
-    st.lists(st.one_of(st.binary(max_size=60), st.text(max_size=20)), min_size=3, max_size=3)
-)
+@given(st.lists(st.one_of(st.binary(max_size=60), st.text(max_size=20)), min_size=3, max_size=3))
 def test_arbitrary_segments_only_ever_raise_invalid_token(parts: list[bytes | str]) -> None:
     token = ".".join(b64(p) if isinstance(p, bytes) else p for p in parts)
     try:

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import REAL_FIXTURES
 
 from entra_guard import EntraGuardError, InvalidToken, KeysUnavailable, TokenValidator
 from entra_guard.testing import EntraEmulator
-from tests.conftest import REAL_FIXTURES
 
 
 def load_cases() -> list[dict[str, Any]]:
@@ -33,7 +33,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def replay(idp: EntraEmulator, fixtures: Path, case: dict[str, Any], key_file: str | None = None) -> TokenValidator:
+def replay(
+    idp: EntraEmulator, fixtures: Path, case: dict[str, Any], key_file: str | None = None
+) -> TokenValidator:
     version = case["version"]
     suffix = "v2" if version == "2.0" else "v1"
     idp.serve_documents(
@@ -47,7 +49,9 @@ def replay(idp: EntraEmulator, fixtures: Path, case: dict[str, Any], key_file: s
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
-async def test_real_token(entra_emulator: EntraEmulator, real_fixtures: Path, case: dict[str, Any]) -> None:
+async def test_real_token(
+    entra_emulator: EntraEmulator, real_fixtures: Path, case: dict[str, Any]
+) -> None:
     async with replay(entra_emulator, real_fixtures, case) as check:
         if case["kind"] == "access" and case["expected_valid"]:
             principal = await check.validate(case["token"], now=case["valid_at"])

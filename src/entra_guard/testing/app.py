@@ -38,6 +38,7 @@ __all__ = ["build_app", "entra_error", "routes"]
 _CACHE_HEADERS = {"Cache-Control": "max-age=86400, private"}
 _FAULT_ERRORS = {503: "temporarily_unavailable", 500: "server_error"}
 _BODYLESS = frozenset({204, 304})
+_STOP_POLL = 0.01
 
 
 def build_app(state: EmulatorState) -> Starlette:
@@ -67,24 +68,13 @@ def routes(state: EmulatorState) -> list[Route]:
 async def _document(
     state: EmulatorState, request: Request, kind: DocumentKind, version: Version
 ) -> Response:
-    segment = str(request.path_params["tenant"]).lower()
+    raw_segment = str(request.path_params["tenant"])
+    segment = raw_segment.lower()
     if request.method == "GET":
         state.record_fetch(kind, segment, version)
-    faults = state.faults
-    if faults.delay:
-        await asyncio.sleep(faults.delay)
-    status = faults.fail_status
-    if status is not None:
-        if status in _BODYLESS:
-            return Response(status_code=status)
-        error = _FAULT_ERRORS.get(status, "server_error" if status >= 500 else "invalid_request")
-        return entra_error(
-            state.instance,
-            status,
-            error=error,
-            code=0,
-            message=f"Emulated failure: HTTP {status} (EntraEmulator.fail_status is set).",
-        )
+    fault = await _apply_faults(state)
+    if fault is not None:
+        return fault
     tenant = resolve_tenant(segment)
     if tenant is None:
         return entra_error(
@@ -92,9 +82,9 @@ async def _document(
             400,
             error="invalid_tenant",
             code=90002,
-            message=f"Tenant '{request.path_params['tenant']}' not found. Check the tenant ID "
-            "and the cloud instance; this emulator serves tenant GUIDs, 'organizations', "
-            "'common' and 'consumers'.",
+            message=f"Tenant '{raw_segment}' not found. Check the tenant ID and the cloud "
+            "instance; this emulator serves tenant GUIDs, 'organizations', 'common' and "
+            "'consumers'.",
         )
     document: Mapping[str, Any]
     replay = state.replayed(segment, version)
@@ -110,6 +100,48 @@ async def _document(
     else:
         document = jwks_document(state.instance, tenant, version, state.published_keys)
     return JSONResponse(document, headers=_CACHE_HEADERS)
+
+
+async def _apply_faults(state: EmulatorState) -> Response | None:
+    """The answer the switched-on faults force, or ``None`` to answer normally."""
+    faults = state.faults
+    if faults.delay:
+        await _sleep(state, faults.delay)
+    if state.stopping:
+        # Answer now rather than hold stop() until the delay ends or uvicorn cancels us.
+        response = entra_error(
+            state.instance,
+            503,
+            error="temporarily_unavailable",
+            code=0,
+            message="The emulator is stopping.",
+        )
+        response.headers["Connection"] = "close"
+        return response
+    status = faults.fail_status
+    if status is None:
+        return None
+    if status in _BODYLESS:
+        return Response(status_code=status)
+    return entra_error(
+        state.instance,
+        status,
+        error=_FAULT_ERRORS.get(status, "server_error" if status >= 500 else "invalid_request"),
+        code=0,
+        message=f"Emulated failure: HTTP {status} (EntraEmulator.fail_status is set).",
+    )
+
+
+async def _sleep(state: EmulatorState, seconds: float) -> None:
+    """``asyncio.sleep`` that ends early when the emulator stops.
+
+    It polls because the flag is set from the test's thread, which an ``asyncio.Event`` of the
+    server's loop cannot be safely set from.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not state.stopping and (remaining := deadline - loop.time()) > 0:  # noqa: ASYNC110
+        await asyncio.sleep(min(remaining, _STOP_POLL))
 
 
 def entra_error(instance: str, status: int, *, error: str, code: int, message: str) -> JSONResponse:

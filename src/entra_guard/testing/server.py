@@ -7,6 +7,7 @@ identity provider go down and come back, as in an outage.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -24,8 +25,22 @@ __all__ = ["BackgroundServer"]
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 5.0
 _POLL = 0.002
+_TICK = 0.01
 # Requests still running at stop() (a test's delay fault) are cut after this many seconds.
 _GRACEFUL_SHUTDOWN = 1
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, noticing ``should_exit`` within 10 ms instead of 100 ms.
+
+    Test suites stop an emulator after nearly every test; the saving adds up.
+    """
+
+    async def main_loop(self) -> None:
+        ticks = 0
+        while not await self.on_tick(ticks):  # refreshes the Date header every 10th tick
+            ticks += 1
+            await asyncio.sleep(_TICK)
 
 
 class BackgroundServer:
@@ -56,7 +71,7 @@ class BackgroundServer:
                 return
             sock = self._bind()
             try:
-                server = uvicorn.Server(self._config())
+                server = _Server(self._config())
                 thread = threading.Thread(
                     target=server.run,
                     kwargs={"sockets": [sock]},

@@ -78,6 +78,8 @@ class EmulatorState:
         self.faults = Faults()
         #: The emulator's own base URL, known once the socket is bound.
         self.instance = ""
+        #: Set while stop() runs, so that delayed requests give up waiting.
+        self.stopping = False
 
     @property
     def current_key(self) -> EmulatorKey:

@@ -78,7 +78,7 @@ class TLSMaterial:
             serialization.NoEncryption(),
         )
         self._files: TLSFiles | None = None
-        self._cleanup: weakref.finalize[[str], None] | None = None
+        self._cleanup: weakref.finalize[[str], TLSMaterial] | None = None
 
     def files(self) -> TLSFiles:
         """The PEM files, written on first use (again after :meth:`cleanup`)."""

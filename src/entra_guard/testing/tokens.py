@@ -11,6 +11,7 @@ import enum
 import hashlib
 import hmac
 import json
+import math
 import secrets
 import uuid
 from typing import TYPE_CHECKING, Any, Final
@@ -78,14 +79,24 @@ def build_claims(
     client_id: str,
     roles: Sequence[str],
     scopes: Sequence[str],
-    issued_at: int,
-    expires_at: int,
+    now: float,
+    lifetime: float,
 ) -> dict[str, Any]:
     """The payload of one of the four token shapes.
 
     Entra writes ``aud``, ``iss``, ``iat``, ``nbf``, ``exp`` first and the rest in alphabetical
     order; the emulator does the same, so tokens look alike when decoded side by side.
     """
+    if version not in ("1.0", "2.0"):
+        raise ValueError(f"version must be '1.0' or '2.0', got {version!r}")
+    for name, values in (("roles", roles), ("scopes", scopes)):
+        if isinstance(values, str):
+            raise ValueError(f"{name} must be a sequence of strings, not the string {values!r}")
+    if app_only and scopes:
+        raise ValueError(
+            "app-only tokens carry roles, not scopes; pass app_only=False, or forge one "
+            "with claims={'scp': ...}"
+        )
     iss = issuer(instance, version, tid)
     if app_only:
         oid = _object_id(tid, "service-principal", client_id)
@@ -121,7 +132,9 @@ def build_claims(
             body |= {"unique_name": _USER_UPN, "upn": _USER_UPN}
     if roles:
         body["roles"] = list(roles)
-    head = {"aud": audience, "iss": iss, "iat": issued_at, "nbf": issued_at, "exp": expires_at}
+    issued_at = math.floor(now)
+    head = {"aud": audience, "iss": iss, "iat": issued_at, "nbf": issued_at}
+    head["exp"] = math.floor(now + lifetime)
     return head | dict(sorted(body.items()))
 
 

@@ -1,0 +1,310 @@
+"""``EntraEmulator``: a local Microsoft Entra ID for tests, over real HTTP.
+
+It publishes the same discovery documents as Entra (metadata and JWKS, v1 and v2, for every
+tenant GUID and the ``organizations``/``common``/``consumers`` keywords), mints access tokens
+with Entra's claim sets from real RSA keys, and misbehaves on demand: keys rotate, documents
+are replaced by recorded real ones, requests fail or stall, the whole server goes down and
+comes back on the same port. Nothing is mocked, so the code under test runs its real HTTP path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from entra_guard.config import EntraConfig, is_guid
+from entra_guard.testing.app import build_app
+from entra_guard.testing.documents import jwks_path, metadata_path
+from entra_guard.testing.keys import EmulatorKey
+from entra_guard.testing.server import BackgroundServer
+from entra_guard.testing.state import EmulatorState, Replay
+from entra_guard.testing.tenants import resolve_tenant, token_tenant_id
+from entra_guard.testing.tls import TLSMaterial
+from entra_guard.testing.tokens import (
+    DEFAULT_AUDIENCE,
+    DEFAULT_CLIENT_ID,
+    build_claims,
+    build_header,
+    merge,
+    sign,
+)
+
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import Mapping, Sequence
+    from types import TracebackType
+
+    from entra_guard.testing.state import DocumentKind
+    from entra_guard.testing.tenants import Version
+
+__all__ = ["EntraEmulator"]
+
+_VERSIONS = ("1.0", "2.0")
+
+
+class EntraEmulator:
+    """A local Entra ID tenant served on loopback; see the module docstring.
+
+    Use it as a context manager (``with`` or ``async with``), or call :meth:`start` and
+    :meth:`stop`. The port is chosen at the first start and kept for the emulator's lifetime.
+    """
+
+    def __init__(
+        self,
+        *,
+        tenant_id: str | None = None,
+        https: bool = False,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        tenant = str(uuid.uuid4()) if tenant_id is None else tenant_id
+        if not isinstance(tenant, str) or not is_guid(tenant):
+            raise ValueError(f"tenant_id must be a tenant GUID, got {tenant_id!r}")
+        self._tenant_id = tenant.lower()
+        self._https = https
+        self._host = host
+        self._tls = TLSMaterial(hosts=[host]) if https else None
+        self._state = EmulatorState(EmulatorKey.generate())
+        self._server = BackgroundServer(build_app(self._state), host=host, port=port, tls=self._tls)
+        # An emulator dropped while serving still stops its thread (and at interpreter exit).
+        weakref.finalize(self, self._server.stop)
+
+    def __repr__(self) -> str:
+        where = self.instance if self._server.port else "unbound"
+        state = "running" if self.running else "stopped"
+        return f"EntraEmulator({where}, tenant_id={self._tenant_id!r}, {state})"
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> EntraEmulator:
+        """Bind (the same port as before, after a stop) and serve; returns once accepting."""
+        self._state.stopping = False
+        self._server.start()
+        self._state.instance = self.instance
+        return self
+
+    def stop(self) -> None:
+        """Stop serving: connections close and the port refuses new ones.
+
+        Requests held by :attr:`delay` are answered 503 at once instead of finishing their wait.
+        """
+        self._state.stopping = True
+        self._server.stop()
+
+    def __enter__(self) -> EntraEmulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> EntraEmulator:
+        # Start-up and shutdown wait on another thread; keep the caller's event loop free.
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+    @property
+    def running(self) -> bool:
+        return self._server.running
+
+    # -- where it is ------------------------------------------------------------------------
+
+    @property
+    def instance(self) -> str:
+        """``http(s)://host:port`` without a trailing slash: the ``instance`` of a config."""
+        port = self._server.port
+        if port == 0:
+            raise RuntimeError("the port is chosen when the emulator starts; call start() first")
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"{'https' if self._https else 'http'}://{host}:{port}"
+
+    @property
+    def tenant_id(self) -> str:
+        return self._tenant_id
+
+    @property
+    def port(self) -> int:
+        """The bound port (0 before the first start when an ephemeral port was asked for)."""
+        return self._server.port
+
+    @property
+    def ca_bundle(self) -> str | None:
+        """Path of the CA certificate PEM to trust (``https=True`` only).
+
+        The PEM files live in a private temporary directory, removed by :meth:`stop` and when
+        the emulator is collected; asking for the path again writes them anew.
+        """
+        return self._tls.files().ca_bundle if self._tls is not None else None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client SSL context trusting the emulator's CA and nothing else."""
+        if self._tls is None:
+            raise ValueError("this emulator serves plain http; create it with https=True")
+        return self._tls.client_context()
+
+    def metadata_url(self, *, version: Version = "2.0", tenant: str | None = None) -> str:
+        """The openid-configuration URL of ``tenant`` (default: the emulator's tenant)."""
+        return self.instance + metadata_path(tenant or self._tenant_id, version)
+
+    def jwks_url(self, *, version: Version = "2.0", tenant: str | None = None) -> str:
+        """The JWKS URL the metadata of ``tenant`` and ``version`` points at."""
+        return self.instance + jwks_path(tenant or self._tenant_id, version)
+
+    def config(self, **overrides: Any) -> EntraConfig:
+        """An ``EntraConfig`` for this tenant and instance accepting ``DEFAULT_AUDIENCE``."""
+        defaults: dict[str, Any] = {
+            "tenant_id": self._tenant_id,
+            "instance": self.instance,
+            "audiences": (DEFAULT_AUDIENCE,),
+        }
+        return EntraConfig(**{**defaults, **overrides})
+
+    # -- keys -------------------------------------------------------------------------------
+
+    @property
+    def current_key(self) -> EmulatorKey:
+        """The key tokens are signed with."""
+        return self._state.current_key
+
+    @property
+    def published_keys(self) -> tuple[EmulatorKey, ...]:
+        """The keys every JWKS lists, in order."""
+        return self._state.published_keys
+
+    def rotate_keys(self, *, keep_previous: bool = True) -> EmulatorKey:
+        """Publish a new key and sign with it from now on.
+
+        ``keep_previous=False`` also unpublishes the key that signed until now (other published
+        keys stay), so tokens it signed stop validating once a client refreshes.
+        """
+        key = EmulatorKey.generate()
+        self._state.rotate(key, keep_previous=keep_previous)
+        return key
+
+    def add_key(self) -> EmulatorKey:
+        """Publish a new key without signing with it (Entra pre-publishes its next key)."""
+        key = EmulatorKey.generate()
+        self._state.publish(key)
+        return key
+
+    def remove_key(self, kid: str) -> None:
+        """Unpublish a key (``KeyError`` if none has ``kid``); it may still be the signing key."""
+        self._state.unpublish(kid)
+
+    @staticmethod
+    def generate_key() -> EmulatorKey:
+        """A fresh key nobody publishes: sign with it to forge a token."""
+        return EmulatorKey.generate()
+
+    # -- tokens -----------------------------------------------------------------------------
+
+    def issue_token(
+        self,
+        *,
+        version: Version = "2.0",
+        app_only: bool = True,
+        audience: str = DEFAULT_AUDIENCE,
+        tenant_id: str | None = None,
+        client_id: str = DEFAULT_CLIENT_ID,
+        roles: Sequence[str] = (),
+        scopes: Sequence[str] = (),
+        lifetime: float = 3600,
+        now: float | None = None,
+        claims: Mapping[str, Any] | None = None,
+        headers: Mapping[str, Any] | None = None,
+        key: EmulatorKey | None = None,
+        algorithm: str = "RS256",
+    ) -> str:
+        """An access token as Entra would issue it, then bent by ``claims`` and ``headers``.
+
+        ``app_only=True`` is the client-credentials shape (``roles`` only if given);
+        ``app_only=False`` is a user's delegated token, whose ``scp`` holds ``scopes`` or, when
+        none are given, ``access_as_user`` (remove it with ``claims={"scp": REMOVE}``).
+        ``claims`` and ``headers`` are applied last and may hold anything JSON can carry;
+        ``REMOVE`` deletes a member. ``key`` signs instead of the current key, and the header's
+        ``kid``/``x5t`` follow it. ``now`` (unix time) sets ``iat``/``nbf``; ``exp`` is
+        ``now + lifetime`` (negative for an expired token).
+        """
+        signing_key = key if key is not None else self.current_key
+        payload = build_claims(
+            version=version,
+            app_only=app_only,
+            instance=self.instance,
+            tid=token_tenant_id(tenant_id if tenant_id is not None else self._tenant_id),
+            audience=audience,
+            client_id=client_id,
+            roles=roles,
+            scopes=scopes,
+            now=time.time() if now is None else now,
+            lifetime=lifetime,
+        )
+        header = build_header(signing_key, version=version, algorithm=algorithm)
+        return sign(merge(header, headers), merge(payload, claims), signing_key, algorithm)
+
+    # -- documents, observation and faults ---------------------------------------------------
+
+    def serve_documents(
+        self,
+        *,
+        tenant: str,
+        version: Version,
+        metadata: Mapping[str, Any],
+        jwks: Mapping[str, Any],
+    ) -> None:
+        """Serve recorded documents for ``(tenant, version)`` from now on.
+
+        The metadata is served as given except that its ``jwks_uri`` points at the emulator's
+        own JWKS URL for that tenant and version, where ``jwks`` is served verbatim.
+        """
+        resolved = resolve_tenant(tenant)
+        if resolved is None:
+            raise ValueError(
+                f"tenant {tenant!r} is not a GUID, 'organizations', 'common' or 'consumers'"
+            )
+        if version not in _VERSIONS:
+            raise ValueError(f"version must be '1.0' or '2.0', got {version!r}")
+        self._state.replay(resolved.segment, version, Replay(metadata=metadata, jwks=jwks))
+
+    def fetch_count(
+        self, kind: DocumentKind, tenant: str | None = None, version: str | None = None
+    ) -> int:
+        """GET requests for a document, answered or faulted; ``None`` matches any."""
+        if kind not in ("metadata", "jwks"):
+            raise ValueError(f"kind must be 'metadata' or 'jwks', got {kind!r}")
+        segment = tenant.lower() if tenant is not None else None
+        return self._state.fetch_count(kind, segment, version)
+
+    def reset_counts(self) -> None:
+        self._state.reset_counts()
+
+    @property
+    def fail_status(self) -> int | None:
+        """When set, metadata and JWKS requests get this HTTP status with an error body."""
+        return self._state.faults.fail_status
+
+    @fail_status.setter
+    def fail_status(self, status: int | None) -> None:
+        self._state.faults.fail_status = status
+
+    @property
+    def delay(self) -> float:
+        """Seconds metadata and JWKS requests wait before they are answered."""
+        return self._state.faults.delay
+
+    @delay.setter
+    def delay(self, seconds: float) -> None:
+        self._state.faults.delay = seconds
