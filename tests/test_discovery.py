@@ -14,11 +14,11 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
-from tests.conftest import FakeClock
 
 from entra_guard import EntraConfig, InvalidToken, KeyStore, KeysUnavailable, TokenValidator
 from entra_guard.discovery import parse_jwks
 from entra_guard.testing import EntraEmulator
+from tests.conftest import FakeClock
 
 HOUR = 3600.0
 

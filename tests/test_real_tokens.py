@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import REAL_FIXTURES
 
 from entra_guard import EntraGuardError, InvalidToken, KeysUnavailable, TokenValidator
 from entra_guard.testing import EntraEmulator
+from tests.conftest import REAL_FIXTURES
 
 
 def load_cases() -> list[dict[str, Any]]:

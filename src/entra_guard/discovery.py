@@ -195,9 +195,14 @@ class KeyStore:
         """Fetch and install a key set; on failure keep what we have and schedule a retry."""
         try:
             keyset = await asyncio.wait_for(self._fetch(version), self._config.fetch_timeout)
-        except (_FetchError, asyncio.TimeoutError, httpx.HTTPError) as exc:
-            reason = str(exc) or f"timed out after {self._config.fetch_timeout:g} s"
-            self._record_failure(version, reason)
+        except (_FetchError, httpx.HTTPError) as exc:
+            self._record_failure(version, f"{type(exc).__name__}: {exc}")
+            return None
+        except asyncio.TimeoutError:
+            self._record_failure(version, f"timed out after {self._config.fetch_timeout:g} s")
+            return None
+        except Exception as exc:  # noqa: BLE001  # whatever the IdP sends, we keep serving
+            self._record_failure(version, f"unexpected {type(exc).__name__}")
             return None
         now = self._clock()
         interval = self._config.refresh_interval
