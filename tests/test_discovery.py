@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from entra_guard import EntraConfig, InvalidToken, KeyStore, KeysUnavailable, TokenValidator
-from entra_guard.discovery import parse_jwks
+from entra_guard.discovery import _acceptable_url, parse_jwks
 from entra_guard.testing import EntraEmulator
 from tests.conftest import FakeClock
 
@@ -238,6 +238,27 @@ async def test_garbage_documents_mean_unavailable_not_a_crash(
     await keys.aclose()
 
 
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"jwks_uri": "x"},  # no issuer
+        {"issuer": 42, "jwks_uri": "x"},
+        {"issuer": "https://login.microsoftonline.com/t/v2.0"},  # no jwks_uri
+    ],
+)
+async def test_metadata_of_the_wrong_shape_means_unavailable(
+    entra_emulator: EntraEmulator, clock: FakeClock, metadata: dict[str, Any]
+) -> None:
+    entra_emulator.serve_documents(
+        tenant=entra_emulator.tenant_id, version="2.0", metadata=metadata, jwks={"keys": []}
+    )
+    keys = store(entra_emulator, clock)
+    with pytest.raises(KeysUnavailable):
+        await keys.get_key_set("2.0")
+    assert entra_emulator.fetch_count("jwks") == 0
+    await keys.aclose()
+
+
 async def test_a_failed_refresh_keeps_the_good_keys(
     entra_emulator: EntraEmulator, clock: FakeClock
 ) -> None:
@@ -268,6 +289,23 @@ async def test_https_with_a_custom_client(clock: FakeClock) -> None:
         with pytest.raises(KeysUnavailable):
             await untrusting.get_key_set("2.0")
         await untrusting.aclose()
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        ("https://login.microsoftonline.com/common/discovery/v2.0/keys", True),
+        ("https://login.chinacloudapi.cn/common/discovery/v2.0/keys", True),
+        ("http://127.0.0.1:8080/keys", True),
+        ("http://[::1]:8080/keys", True),
+        ("http://login.microsoftonline.com/common/discovery/keys", False),
+        ("file:///etc/passwd", False),
+        ("https:///keys", False),
+        ("keys", False),
+    ],
+)
+def test_jwks_uri_must_be_https_or_loopback(url: str, ok: bool) -> None:
+    assert _acceptable_url(url) is ok
 
 
 def test_parse_jwks_keeps_only_usable_rsa_signing_keys() -> None:
