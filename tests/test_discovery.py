@@ -14,10 +14,14 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+from starlette.applications import Starlette
+from starlette.responses import RedirectResponse
+from starlette.routing import Route
 
 from entra_guard import EntraConfig, InvalidToken, KeyStore, KeysUnavailable, TokenValidator
 from entra_guard.discovery import _acceptable_url, parse_jwks
 from entra_guard.testing import EntraEmulator
+from entra_guard.testing.server import BackgroundServer
 from tests.conftest import FakeClock
 
 HOUR = 3600.0
@@ -289,6 +293,23 @@ async def test_https_with_a_custom_client(clock: FakeClock) -> None:
         with pytest.raises(KeysUnavailable):
             await untrusting.get_key_set("2.0")
         await untrusting.aclose()
+
+
+async def test_redirects_are_not_followed(clock: FakeClock) -> None:
+    async with EntraEmulator() as idp:
+        target = idp.metadata_url(version="2.0")
+        app = Starlette(routes=[Route("/{path:path}", lambda _: RedirectResponse(target, 302))])
+        server = BackgroundServer(app, host="127.0.0.1", port=0, tls=None)
+        server.start()
+        try:
+            config = idp.config(instance=f"http://127.0.0.1:{server.port}")
+            keys = KeyStore(config, clock=clock)
+            with pytest.raises(KeysUnavailable):
+                await keys.get_key_set("2.0")
+            assert idp.fetch_count("metadata") == 0  # the redirect was not followed
+            await keys.aclose()
+        finally:
+            server.stop()
 
 
 @pytest.mark.parametrize(
