@@ -9,13 +9,17 @@ import entra_guard
 import entra_guard.testing
 
 PUBLIC = [
+    "AuthOutcome",
+    "EntraAuthMiddleware",
     "EntraConfig",
     "EntraGuardError",
     "EntraPrincipal",
     "InsufficientPermissions",
+    "InvalidRequest",
     "InvalidToken",
     "KeyStore",
     "KeysUnavailable",
+    "MissingToken",
     "TokenValidator",
 ]
 TESTING = ["DEFAULT_AUDIENCE", "DEFAULT_CLIENT_ID", "REMOVE", "EmulatorKey", "EntraEmulator"]
@@ -25,7 +29,10 @@ def test_public_api_is_pinned() -> None:
     assert entra_guard.__all__ == PUBLIC
     assert sorted(entra_guard.__all__) == entra_guard.__all__
     public = {name for name in vars(entra_guard) if not name.startswith("_")}
-    modules = {"claims", "config", "discovery", "errors", "parsing", "principal", "validation"}
+    modules = {
+        "authorization", "bearer", "claims", "config", "discovery", "errors", "middleware",
+        "parsing", "principal", "validation",
+    }  # fmt: skip
     assert public - modules - {"testing"} == set(PUBLIC)
 
 

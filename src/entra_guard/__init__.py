@@ -5,19 +5,26 @@ from entra_guard.discovery import KeyStore
 from entra_guard.errors import (
     EntraGuardError,
     InsufficientPermissions,
+    InvalidRequest,
     InvalidToken,
     KeysUnavailable,
+    MissingToken,
 )
+from entra_guard.middleware import AuthOutcome, EntraAuthMiddleware
 from entra_guard.principal import EntraPrincipal
 from entra_guard.validation import TokenValidator
 
 __all__ = [
+    "AuthOutcome",
+    "EntraAuthMiddleware",
     "EntraConfig",
     "EntraGuardError",
     "EntraPrincipal",
     "InsufficientPermissions",
+    "InvalidRequest",
     "InvalidToken",
     "KeyStore",
     "KeysUnavailable",
+    "MissingToken",
     "TokenValidator",
 ]

@@ -3,6 +3,8 @@
 Each class maps to exactly one HTTP answer, so the middleware never has to guess::
 
     EntraGuardError
+    ├── InvalidRequest             400  WWW-Authenticate: Bearer error="invalid_request"
+    ├── MissingToken               401  WWW-Authenticate: Bearer        (RFC 6750 3.1: no error)
     ├── InvalidToken               401  WWW-Authenticate: Bearer error="invalid_token"
     ├── InsufficientPermissions    403  WWW-Authenticate: Bearer error="insufficient_scope"
     └── KeysUnavailable            503  Retry-After (the signing keys could not be had)
@@ -20,8 +22,10 @@ from typing import ClassVar
 __all__ = [
     "EntraGuardError",
     "InsufficientPermissions",
+    "InvalidRequest",
     "InvalidToken",
     "KeysUnavailable",
+    "MissingToken",
 ]
 
 
@@ -29,6 +33,7 @@ class EntraGuardError(Exception):
     """Base class: a request could not be authenticated or authorized."""
 
     status_code: ClassVar[int] = 500
+    #: The RFC 6750 ``error`` word for ``WWW-Authenticate``, or ``None`` where the answer has none.
     error_code: ClassVar[str | None] = None
 
     def __init__(self, reason: str, description: str) -> None:
@@ -38,6 +43,27 @@ class EntraGuardError(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(reason={self.reason!r}, description={self.description!r})"
+
+
+class InvalidRequest(EntraGuardError):
+    """The request carries its credentials wrongly: two headers, another scheme, no token."""
+
+    status_code = 400
+    error_code = "invalid_request"
+
+
+class MissingToken(EntraGuardError):
+    """No credentials at all; the answer only says which scheme to use."""
+
+    status_code = 401
+    error_code = None
+
+    def __init__(
+        self,
+        reason: str = "missing_token",
+        description: str = "Authentication required: send 'Authorization: Bearer <token>'",
+    ) -> None:
+        super().__init__(reason, description)
 
 
 class InvalidToken(EntraGuardError):
@@ -53,6 +79,11 @@ class InsufficientPermissions(EntraGuardError):
     status_code = 403
     error_code = "insufficient_scope"
 
+    def __init__(self, reason: str, description: str, *, required: str | None = None) -> None:
+        super().__init__(reason, description)
+        #: What would have been enough, for the challenge's ``scope`` attribute (space-separated).
+        self.required = required
+
 
 class KeysUnavailable(EntraGuardError):
     """No usable signing keys could be obtained from the identity provider.
@@ -61,7 +92,7 @@ class KeysUnavailable(EntraGuardError):
     """
 
     status_code = 503
-    error_code = None
+    error_code = None  # not a challenge: the caller did nothing wrong
 
     def __init__(self, reason: str, description: str, *, retry_after: int = 5) -> None:
         super().__init__(reason, description)

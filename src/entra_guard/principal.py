@@ -38,6 +38,19 @@ class EntraPrincipal:
     preferred_username: str | None = None
     claims: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
 
+    # Starlette's BaseUser interface, by duck typing, so that ``request.user`` is the principal.
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.preferred_username or self.client_id
+
+    @property
+    def identity(self) -> str:
+        return self.object_id or self.subject or self.client_id
+
     def has_role(self, role: str) -> bool:
         return role in self.roles
 

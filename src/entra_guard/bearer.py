@@ -1,0 +1,116 @@
+"""RFC 6750 on the wire: reading the bearer token from a request, and answering a failure.
+
+Kept apart from the middleware so that the exact contract (which header shapes are refused, what
+a challenge looks like) is one small, testable piece.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from urllib.parse import parse_qsl
+
+from starlette.types import Scope
+
+from entra_guard.errors import (
+    EntraGuardError,
+    InsufficientPermissions,
+    InvalidRequest,
+    KeysUnavailable,
+)
+
+__all__ = ["bearer_token", "error_response"]
+
+Headers = list[tuple[bytes, bytes]]
+
+# RFC 6750 3: error_description and scope values exclude '"' and '\' and non-ASCII.
+_UNSAFE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+_QUERY_PARAMETER = b"access_token"
+
+
+def bearer_token(scope: Scope, *, accept_query_token: bool = False) -> str | None:
+    """The token of ``Authorization: Bearer <token>``; ``None`` when there are no credentials.
+
+    The scheme is case-insensitive, one or more spaces separate it from the token, and
+    surrounding whitespace is ignored. Two ``Authorization`` headers, another scheme, or an
+    empty token raise ``InvalidRequest``. A token in the query string (``access_token=``) is
+    refused unless ``accept_query_token`` is set, and never accepted beside a header.
+    """
+    found: bytes | None = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            if found is not None:
+                raise InvalidRequest(
+                    "multiple_authorization_headers", "Send exactly one Authorization header"
+                )
+            found = value
+    query_token = _query_token(scope)
+    if found is None:
+        if query_token is None:
+            return None
+        if not accept_query_token:
+            raise InvalidRequest(
+                "token_in_query",
+                "Tokens are not accepted in the URL: send 'Authorization: Bearer <token>'",
+            )
+        return query_token
+    if query_token is not None:
+        raise InvalidRequest("multiple_token_methods", "Send the token in one place only")
+    header = found.decode("latin-1").strip(" \t")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer":
+        raise InvalidRequest(
+            "unsupported_scheme", "The Authorization header must use the Bearer scheme"
+        )
+    token = token.lstrip(" ").rstrip(" \t")
+    if not token:
+        raise InvalidRequest("empty_token", "The Authorization header carries no token")
+    return token
+
+
+def _query_token(scope: Scope) -> str | None:
+    query: bytes = scope.get("query_string", b"")
+    if _QUERY_PARAMETER not in query:  # the cheap test first: nearly every request stops here
+        return None
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if name == "access_token":
+            return value.strip() or None
+    return None
+
+
+def error_response(exc: EntraGuardError) -> tuple[int, Headers, bytes]:
+    """Status, headers and JSON body for a failure; the body repeats the challenge's words."""
+    body = json.dumps(
+        {
+            "error": exc.error_code or _body_error(exc),
+            "error_description": exc.description,
+        }
+    ).encode()
+    headers: Headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+    ]
+    if isinstance(exc, KeysUnavailable):
+        headers.append((b"retry-after", str(exc.retry_after).encode()))
+    else:
+        headers.append((b"www-authenticate", challenge(exc).encode("ascii")))
+    return exc.status_code, headers, body
+
+
+def challenge(exc: EntraGuardError) -> str:
+    """The ``WWW-Authenticate`` value: bare ``Bearer`` when credentials were simply missing."""
+    if exc.error_code is None:
+        return "Bearer"
+    parts = [f'error="{exc.error_code}"', f'error_description="{_quoted(exc.description)}"']
+    if isinstance(exc, InsufficientPermissions) and exc.required:
+        parts.append(f'scope="{_quoted(exc.required)}"')
+    return "Bearer " + ", ".join(parts)
+
+
+def _body_error(exc: EntraGuardError) -> str:
+    return "temporarily_unavailable" if isinstance(exc, KeysUnavailable) else exc.reason
+
+
+def _quoted(text: str) -> str:
+    return _UNSAFE.sub("'", text)

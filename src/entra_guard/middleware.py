@@ -1,0 +1,211 @@
+"""``EntraAuthMiddleware``: a pure ASGI middleware that authenticates every HTTP and WebSocket
+request with an Entra ID access token.
+
+It does one thing: read the bearer token, have the validator check it, and either put the
+principal into the request scope or answer the failure (RFC 6750 for HTTP; a refusal before
+accept for WebSockets). Route-level permission checks raise ``InsufficientPermissions`` inside
+the app; the middleware answers those too, so every failure has the same shape.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
+
+from starlette.authentication import AuthCredentials, UnauthenticatedUser
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from entra_guard.bearer import bearer_token, error_response
+from entra_guard.config import EntraConfig
+from entra_guard.errors import EntraGuardError, InvalidToken, KeysUnavailable, MissingToken
+from entra_guard.principal import EntraPrincipal
+from entra_guard.validation import TokenValidator
+
+__all__ = ["STATE_KEY", "AuthOutcome", "EntraAuthMiddleware"]
+
+#: ``request.state.entra_principal`` holds the validated caller.
+STATE_KEY = "entra_principal"
+_WS_POLICY_VIOLATION = 1008
+_DENIAL_EXTENSION = "websocket.http.response"
+
+logger = logging.getLogger("entra_guard.middleware")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthOutcome:
+    """What happened to one request, for metrics and audit hooks. Never holds the token."""
+
+    status: int  # 200 when the request was let through to the app
+    reason: str  # "authenticated", "anonymous", or the failure's reason code
+    method: str
+    path: str
+    principal: EntraPrincipal | None = None
+
+
+OutcomeHook = Callable[[AuthOutcome], "Awaitable[None] | None"]
+
+
+class EntraAuthMiddleware:
+    """Authenticate requests with Entra ID access tokens.
+
+    ``app.add_middleware(EntraAuthMiddleware, config=EntraConfig(...))``. Give ``validator``
+    instead of ``config`` to share one validator (and its key cache) with other code.
+    ``exclude_paths`` are exact paths and ``exclude_prefixes`` path prefixes that need no token
+    (health checks, documentation). With ``optional=True``, requests without credentials pass
+    with no principal and routes decide; a token that is present must still be valid.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        config: EntraConfig | None = None,
+        validator: TokenValidator | None = None,
+        exclude_paths: Collection[str] = (),
+        exclude_prefixes: Collection[str] = (),
+        optional: bool = False,
+        accept_query_token: bool = False,
+        prefetch_keys: bool = True,
+        on_outcome: OutcomeHook | None = None,
+    ) -> None:
+        if (config is None) == (validator is None):
+            raise ValueError("give exactly one of config= or validator=")
+        for path in (*exclude_paths, *exclude_prefixes):
+            if not isinstance(path, str) or not path.startswith("/"):
+                raise ValueError(f"excluded paths must start with '/', got {path!r}")
+        self.app = app
+        self.validator = validator or TokenValidator(config)  # type: ignore[arg-type]
+        self._owns_validator = validator is None
+        self._exclude_paths = frozenset(exclude_paths)
+        self._exclude_prefixes = tuple(exclude_prefixes)
+        self._optional = optional
+        self._accept_query_token = accept_query_token
+        self._prefetch_keys = prefetch_keys
+        self._on_outcome = on_outcome
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope_type = scope["type"]
+        if scope_type not in ("http", "websocket"):
+            if scope_type == "lifespan":
+                await self.app(scope, receive, self._lifespan_send(send))
+            else:
+                await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path in self._exclude_paths or path.startswith(self._exclude_prefixes):
+            await self.app(scope, receive, send)
+            return
+
+        try:
+            token = bearer_token(scope, accept_query_token=self._accept_query_token)
+            if token is None:
+                if not self._optional:
+                    raise MissingToken
+                principal = None
+            else:
+                principal = await self.validator.validate(token)
+        except EntraGuardError as exc:
+            await self._refuse(scope, receive, send, exc)
+            return
+        except Exception:
+            # A bug of ours must not become a 500 or an open door: refuse, and say so in the log.
+            logger.exception("token validation failed unexpectedly; refusing the request")
+            failure = InvalidToken("validation_error", "The token could not be validated")
+            await self._refuse(scope, receive, send, failure)
+            return
+
+        if principal is None:
+            scope["auth"], scope["user"] = AuthCredentials(), UnauthenticatedUser()
+            await self._report(scope, 200, "anonymous", None)
+        else:
+            # Starlette's @requires checks these names: roles and scopes alike.
+            scope["auth"] = AuthCredentials(["authenticated", *principal.roles, *principal.scopes])
+            scope["user"] = principal
+            await self._report(scope, 200, "authenticated", principal)
+        scope.setdefault("state", {})[STATE_KEY] = principal
+        await self._call_app(scope, receive, send)
+
+    async def _call_app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app; a permission check failing inside it is answered here, if still possible."""
+        started = connected = False
+
+        async def watch_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] in ("http.response.start", "websocket.accept", "websocket.close"):
+                started = True
+            await send(message)
+
+        async def watch_receive() -> Message:
+            nonlocal connected
+            message = await receive()
+            connected = connected or message["type"] == "websocket.connect"
+            return message
+
+        app_receive = watch_receive if scope["type"] == "websocket" else receive
+        try:
+            await self.app(scope, app_receive, watch_send)
+        except EntraGuardError as exc:
+            if started:
+                raise
+            await self._refuse(scope, receive, send, exc, received_connect=connected)
+
+    async def _refuse(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        exc: EntraGuardError,
+        *,
+        received_connect: bool = False,
+    ) -> None:
+        level = logging.WARNING if isinstance(exc, KeysUnavailable) else logging.INFO
+        logger.log(level, "refused %s %s: %s (%d)", scope.get("method", "WS"), scope["path"],
+                   exc.reason, exc.status_code)  # fmt: skip
+        await self._report(scope, exc.status_code, exc.reason, None)
+        status, headers, body = error_response(exc)
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        if not received_connect:
+            message = await receive()  # websocket.connect: refuse only after it, as ASGI asks
+            if message["type"] != "websocket.connect":
+                return
+        if _DENIAL_EXTENSION in scope.get("extensions", {}):
+            await send(
+                {"type": "websocket.http.response.start", "status": status, "headers": headers}
+            )
+            await send({"type": "websocket.http.response.body", "body": body})
+        else:
+            await send({"type": "websocket.close", "code": _WS_POLICY_VIOLATION,
+                        "reason": exc.description[:120]})  # fmt: skip
+
+    async def _report(
+        self, scope: Scope, status: int, reason: str, principal: EntraPrincipal | None
+    ) -> None:
+        if self._on_outcome is None:
+            return
+        outcome = AuthOutcome(
+            status, reason, scope.get("method", "WEBSOCKET"), scope["path"], principal
+        )
+        try:
+            result = self._on_outcome(outcome)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("the on_outcome hook failed; the request goes on")
+
+    def _lifespan_send(self, send: Send) -> Send:
+        async def lifespan_send(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete" and self._prefetch_keys:
+                try:
+                    await self.validator.prefetch()
+                except KeysUnavailable:
+                    logger.warning("signing keys could not be prefetched; requests will retry")
+            elif message["type"] == "lifespan.shutdown.complete" and self._owns_validator:
+                await self.validator.aclose()
+            await send(message)
+
+        return lifespan_send

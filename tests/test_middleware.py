@@ -1,0 +1,403 @@
+"""EntraAuthMiddleware at the ASGI interface (TestClient); keys come from the emulator."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.authentication import requires
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.testclient import TestClient
+from starlette.types import Message
+from starlette.websockets import WebSocket
+
+from entra_guard import AuthOutcome, EntraAuthMiddleware, EntraConfig, TokenValidator
+from entra_guard.middleware import STATE_KEY
+from entra_guard.starlette import principal_of, require_roles, require_scope_or_role
+from entra_guard.testing import DEFAULT_CLIENT_ID, EntraEmulator
+from tests.asgi import denial_of
+
+
+async def me(request: Request) -> JSONResponse:
+    principal = request.state.entra_principal
+    return JSONResponse(
+        {
+            "client_id": principal.client_id if principal else None,
+            "user": request.user.display_name if request.user.is_authenticated else None,
+            "auth": sorted(request.auth.scopes),
+        }
+    )
+
+
+@requires("Orders.Read")
+async def starlette_requires(request: Request) -> Response:
+    return Response("read")
+
+
+@require_roles("Orders.Write")
+async def write(request: Request) -> Response:
+    return Response("written", status_code=201)
+
+
+@require_scope_or_role(scopes=["Orders.Read"], roles=["Orders.Read"])
+def sync_read(request: Request) -> Response:
+    return Response("sync read")
+
+
+async def health(request: Request) -> Response:
+    return Response("ok")
+
+
+async def ws_echo(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_json({"client_id": principal_of(websocket).client_id})
+    await websocket.close()
+
+
+@require_roles("Orders.Write")
+async def ws_writer(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.close()
+
+
+ROUTES = [
+    Route("/me", me),
+    Route("/requires", starlette_requires),
+    Route("/write", write, methods=["POST"]),
+    Route("/sync", sync_read),
+    Route("/health", health),
+    Route("/public/info", health),
+    Route("/healthz", health),
+    WebSocketRoute("/ws", ws_echo),
+    WebSocketRoute("/ws/write", ws_writer),
+]
+
+
+def make_app(config: EntraConfig | None = None, **options: Any) -> Starlette:
+    if "validator" not in options:
+        options["config"] = config
+    options.setdefault("exclude_paths", ["/health"])
+    options.setdefault("exclude_prefixes", ["/public/"])
+    return Starlette(routes=ROUTES, middleware=[Middleware(EntraAuthMiddleware, **options)])
+
+
+@pytest.fixture
+def client(entra_emulator: EntraEmulator) -> Iterator[TestClient]:
+    with TestClient(make_app(entra_emulator.config())) as client:
+        yield client
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_valid_token_puts_the_principal_in_the_request(
+    entra_emulator: EntraEmulator, client: TestClient
+) -> None:
+    token = entra_emulator.issue_token(roles=["Orders.Read"])
+    response = client.get("/me", headers=bearer(token))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["client_id"] == DEFAULT_CLIENT_ID
+    assert body["auth"] == ["Orders.Read", "authenticated"]
+    assert body["user"] == body["client_id"]  # an app has no name: the client id is shown
+
+
+def test_no_credentials_is_a_bare_bearer_challenge(client: TestClient) -> None:
+    response = client.get("/me")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json()["error"] == "missing_token"
+    assert response.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    ("value", "reason_word"),
+    [
+        ("Basic dXNlcjpwYXNz", "Bearer scheme"),
+        ("Bearer", "no token"),
+        ("Bearer     ", "no token"),
+        ("Token abc", "Bearer scheme"),
+        ("Bearerabc", "Bearer scheme"),
+    ],
+)
+def test_malformed_credentials_are_an_invalid_request(
+    client: TestClient, value: str, reason_word: str
+) -> None:
+    response = client.get("/me", headers={"Authorization": value})
+    assert response.status_code == 400
+    challenge = response.headers["www-authenticate"]
+    assert challenge.startswith('Bearer error="invalid_request", error_description="')
+    body = response.json()
+    assert body["error"] == "invalid_request"
+    assert reason_word in body["error_description"]
+    assert body["error_description"] in challenge  # the same words in both places
+
+
+def test_two_authorization_headers_are_refused(
+    entra_emulator: EntraEmulator, client: TestClient
+) -> None:
+    token = entra_emulator.issue_token(roles=["Orders.Read"])
+    response = client.get(
+        "/me", headers=[("Authorization", f"Bearer {token}"), ("Authorization", f"Bearer {token}")]
+    )
+    assert response.status_code == 400
+    assert "exactly one" in response.json()["error_description"]
+
+
+@pytest.mark.parametrize("template", ["bearer {}", "BEARER {}", "Bearer    {}", "  Bearer {}\t "])
+def test_the_scheme_is_case_insensitive_and_whitespace_lenient(
+    entra_emulator: EntraEmulator, client: TestClient, template: str
+) -> None:
+    token = entra_emulator.issue_token(roles=["Orders.Read"])
+    assert client.get("/me", headers={"Authorization": template.format(token)}).status_code == 200
+
+
+def test_tokens_in_the_query_string(entra_emulator: EntraEmulator, client: TestClient) -> None:
+    token = entra_emulator.issue_token(roles=["Orders.Read"])
+    refused = client.get("/me", params={"access_token": token})
+    assert refused.status_code == 400
+    assert "URL" in refused.json()["error_description"]
+    with TestClient(make_app(entra_emulator.config(), accept_query_token=True)) as lenient:
+        assert lenient.get("/me", params={"access_token": token}).status_code == 200
+        both = lenient.get("/me", params={"access_token": token}, headers=bearer(token))
+        assert both.status_code == 400
+
+
+def test_an_invalid_token_is_401_invalid_token(
+    entra_emulator: EntraEmulator, client: TestClient
+) -> None:
+    forged = entra_emulator.issue_token(
+        roles=["Orders.Read"], key=EntraEmulator.generate_key(),
+        headers={"kid": entra_emulator.current_key.kid},
+    )  # fmt: skip
+    response = client.get("/me", headers=bearer(forged))
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == (
+        'Bearer error="invalid_token", error_description="The token\'s signature is invalid"'
+    )
+    assert response.json() == {
+        "error": "invalid_token",
+        "error_description": "The token's signature is invalid",
+    }
+
+
+def test_an_expired_token(entra_emulator: EntraEmulator, client: TestClient) -> None:
+    expired = entra_emulator.issue_token(roles=["Orders.Read"], now=1_000_000, lifetime=60)
+    response = client.get("/me", headers=bearer(expired))
+    assert response.status_code == 401
+    assert response.json()["error_description"] == "The token has expired"
+
+
+def test_a_token_granting_nothing_is_403(entra_emulator: EntraEmulator, client: TestClient) -> None:
+    response = client.get("/me", headers=bearer(entra_emulator.issue_token(roles=[])))
+    assert response.status_code == 403
+    assert response.headers["www-authenticate"].startswith('Bearer error="insufficient_scope"')
+
+
+def test_route_requirements_answer_403_with_the_scope(
+    entra_emulator: EntraEmulator, client: TestClient
+) -> None:
+    reader = entra_emulator.issue_token(roles=["Orders.Read"])
+    response = client.post("/write", headers=bearer(reader))
+    assert response.status_code == 403
+    assert response.headers["www-authenticate"] == (
+        'Bearer error="insufficient_scope", error_description="This operation requires app role '
+        'Orders.Write", scope="Orders.Write"'
+    )
+    assert response.json()["error"] == "insufficient_scope"
+    writer = entra_emulator.issue_token(roles=["Orders.Write"])
+    assert client.post("/write", headers=bearer(writer)).status_code == 201
+
+
+def test_scope_or_role_on_a_sync_endpoint(
+    entra_emulator: EntraEmulator, client: TestClient
+) -> None:
+    app = entra_emulator.issue_token(roles=["Orders.Read"])
+    user = entra_emulator.issue_token(app_only=False, scopes=["Orders.Read"])
+    other = entra_emulator.issue_token(app_only=False, scopes=["Profile.Read"])
+    assert client.get("/sync", headers=bearer(app)).text == "sync read"
+    assert client.get("/sync", headers=bearer(user)).text == "sync read"
+    assert client.get("/sync", headers=bearer(other)).status_code == 403
+
+
+def test_starlettes_own_requires_sees_roles_and_scopes(
+    entra_emulator: EntraEmulator, client: TestClient
+) -> None:
+    for token in (
+        entra_emulator.issue_token(roles=["Orders.Read"]),
+        entra_emulator.issue_token(app_only=False, scopes=["Orders.Read"]),
+    ):
+        assert client.get("/requires", headers=bearer(token)).status_code == 200
+    other = entra_emulator.issue_token(roles=["Orders.Write"])
+    assert client.get("/requires", headers=bearer(other)).status_code == 403
+
+
+def test_excluded_paths_need_no_token(client: TestClient) -> None:
+    assert client.get("/health").status_code == 200
+    assert client.get("/public/info").status_code == 200
+    assert client.get("/healthz").status_code == 401  # exact paths are exact
+
+
+def test_optional_mode(entra_emulator: EntraEmulator) -> None:
+    with TestClient(make_app(entra_emulator.config(), optional=True)) as client:
+        anonymous = client.get("/me")
+        assert anonymous.status_code == 200
+        assert anonymous.json() == {"client_id": None, "user": None, "auth": []}
+        bad = client.get("/me", headers=bearer("not.a.token"))
+        assert bad.status_code == 401  # a token that is present must still be valid
+        assert client.post("/write").status_code == 401  # a guarded route still needs one
+        token = entra_emulator.issue_token(roles=["Orders.Read"])
+        assert client.get("/me", headers=bearer(token)).json()["client_id"]
+
+
+def test_keys_unavailable_is_503_with_retry_after(entra_emulator: EntraEmulator) -> None:
+    token = entra_emulator.issue_token(roles=["Orders.Read"])
+    entra_emulator.fail_status = 500
+    with TestClient(make_app(entra_emulator.config())) as client:
+        response = client.get("/me", headers=bearer(token))
+    assert response.status_code == 503
+    assert int(response.headers["retry-after"]) >= 1
+    assert "www-authenticate" not in response.headers
+    assert response.json()["error"] == "temporarily_unavailable"
+
+
+def test_websocket_accepts_a_valid_token(entra_emulator: EntraEmulator, client: TestClient) -> None:
+    token = entra_emulator.issue_token(roles=["Orders.Read"])
+    with client.websocket_connect("/ws", headers=bearer(token)) as ws:
+        assert ws.receive_json()["client_id"]
+
+
+def test_websocket_is_refused_before_accept(
+    entra_emulator: EntraEmulator, client: TestClient
+) -> None:
+    status, headers, body = denial_of(client, "/ws", {})
+    assert status == 401
+    assert headers["www-authenticate"] == "Bearer"
+    reader = entra_emulator.issue_token(roles=["Orders.Read"])
+    status, headers, body = denial_of(client, "/ws/write", bearer(reader))
+    assert status == 403
+    assert b"insufficient_scope" in body
+
+
+async def test_websocket_without_the_denial_extension_closes_with_1008(
+    entra_emulator: EntraEmulator,
+) -> None:
+    middleware = EntraAuthMiddleware(
+        make_app(entra_emulator.config()), config=entra_emulator.config()
+    )
+    sent: list[Message] = []
+    messages: list[Message] = [{"type": "websocket.connect"}]
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/ws", "headers": [], "query_string": b""}
+    await middleware(scope, receive, send)
+    assert [m["type"] for m in sent] == ["websocket.close"]
+    assert sent[0]["code"] == 1008
+    await middleware.validator.aclose()
+
+
+def test_lifespan_prefetches_keys_and_closes_the_client(entra_emulator: EntraEmulator) -> None:
+    app = make_app(entra_emulator.config())
+    with TestClient(app) as client:
+        assert entra_emulator.fetch_count("jwks") == 2  # both versions, before any request
+        token = entra_emulator.issue_token(roles=["Orders.Read"])
+        assert client.get("/me", headers=bearer(token)).status_code == 200
+        assert entra_emulator.fetch_count("jwks") == 2
+        middleware = app.middleware_stack
+    assert middleware is not None
+    stack: Any = middleware
+    while not isinstance(stack, EntraAuthMiddleware):
+        stack = stack.app
+    assert stack.validator.key_store._client.is_closed
+
+
+def test_a_shared_validator_is_not_closed_by_the_middleware(entra_emulator: EntraEmulator) -> None:
+    validator = TokenValidator(entra_emulator.config())
+    with TestClient(make_app(validator=validator, prefetch_keys=False)) as client:
+        assert client.get("/health").status_code == 200
+    assert not validator.key_store._client.is_closed
+
+
+def test_outcome_hook_sees_every_decision_and_cannot_break_requests(
+    entra_emulator: EntraEmulator,
+) -> None:
+    seen: list[AuthOutcome] = []
+
+    async def hook(outcome: AuthOutcome) -> None:
+        seen.append(outcome)
+        if outcome.reason == "missing_token":
+            raise RuntimeError("hook bug")
+
+    with TestClient(make_app(entra_emulator.config(), on_outcome=hook)) as client:
+        token = entra_emulator.issue_token(roles=["Orders.Read"])
+        assert client.get("/me", headers=bearer(token)).status_code == 200
+        assert client.get("/me").status_code == 401
+        assert client.get("/health").status_code == 200
+    assert [(o.status, o.reason, o.path) for o in seen] == [
+        (200, "authenticated", "/me"),
+        (401, "missing_token", "/me"),
+    ]
+    assert seen[0].principal is not None
+    assert seen[0].method == "GET"
+
+
+def test_an_unexpected_error_refuses_instead_of_500(entra_emulator: EntraEmulator) -> None:
+    class Broken(TokenValidator):
+        async def validate(self, token: str | bytes, *, now: float | None = None) -> Any:
+            raise RuntimeError("a bug")
+
+    broken = Broken(entra_emulator.config())
+    with TestClient(make_app(validator=broken, prefetch_keys=False)) as client:
+        response = client.get("/me", headers=bearer("x.y.z"))
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_token"
+
+
+def test_failures_are_logged_with_reason_and_never_the_token(
+    entra_emulator: EntraEmulator, client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    expired = entra_emulator.issue_token(roles=["Orders.Read"], now=1_000_000, lifetime=60)
+    with caplog.at_level(logging.DEBUG, logger="entra_guard"):
+        client.get("/me", headers=bearer(expired))
+    assert any("token_expired" in r.getMessage() for r in caplog.records)
+    for record in caplog.records:
+        assert expired not in record.getMessage()
+        assert expired.split(".")[2] not in record.getMessage()
+
+
+def test_the_state_key_is_documented_and_set() -> None:
+    assert STATE_KEY == "entra_principal"
+
+
+def test_configuration_mistakes_fail_at_construction(entra_emulator: EntraEmulator) -> None:
+    app = Starlette()
+    with pytest.raises(ValueError, match="exactly one"):
+        EntraAuthMiddleware(app)
+    with pytest.raises(ValueError, match="start with '/'"):
+        EntraAuthMiddleware(app, config=entra_emulator.config(), exclude_paths=["health"])
+
+
+async def test_other_scope_types_pass_through_untouched(entra_emulator: EntraEmulator) -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope)
+
+    middleware = EntraAuthMiddleware(inner, config=entra_emulator.config())
+    scope = {"type": "custom.protocol", "path": "/me", "headers": []}
+    await middleware(scope, None, None)  # type: ignore[arg-type]
+    assert seen == [scope]
+    assert "auth" not in scope
+    await middleware.validator.aclose()
