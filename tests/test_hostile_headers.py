@@ -1,0 +1,108 @@
+"""Hostile Authorization headers at the ASGI boundary: only ever 400 or 401, never 500."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.responses import PlainTextResponse
+from starlette.types import Message, Receive, Scope, Send
+
+from entra_guard import EntraAuthMiddleware
+from entra_guard.testing import EntraEmulator
+
+
+async def ok(scope: Scope, receive: Receive, send: Send) -> None:
+    await PlainTextResponse("ok")(scope, receive, send)
+
+
+async def call(
+    middleware: EntraAuthMiddleware, headers: list[tuple[bytes, bytes]], query: bytes = b""
+) -> tuple[int, dict[bytes, bytes], bytes]:
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope: Scope = {
+        "type": "http", "method": "GET", "path": "/orders", "headers": headers,
+        "query_string": query, "asgi": {"version": "3.0"},
+    }  # fmt: skip
+    await middleware(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], dict(start["headers"]), body
+
+
+def assert_refused(status: int, headers: dict[bytes, bytes], body: bytes) -> None:
+    assert status in (400, 401), (status, body)
+    challenge = headers[b"www-authenticate"]
+    assert challenge.startswith(b"Bearer")
+    assert challenge.isascii()
+    document = json.loads(body)
+    assert set(document) == {"error", "error_description"}
+
+
+header_values = st.one_of(
+    st.binary(max_size=300),
+    st.text(max_size=300).map(lambda t: t.encode("utf-8")),
+    st.builds(
+        lambda s, t: s + t.encode("latin-1", "replace"),
+        st.sampled_from([b"Bearer ", b"bearer\t", b"BEARER   ", b" Bearer", b"Basic "]),
+        st.text(max_size=200),
+    ),
+    st.builds(lambda n: b"Bearer " + b"a" * n, st.integers(0, 70_000)),
+    st.builds(lambda n: b"Bearer " + b"e30." * n + b"x", st.integers(0, 3000)),
+)
+
+
+def test_hostile_headers_get_400_or_401(entra_emulator: EntraEmulator) -> None:
+    loop = asyncio.new_event_loop()
+    middleware = EntraAuthMiddleware(ok, config=entra_emulator.config())
+
+    @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(header_values, min_size=1, max_size=3), st.binary(max_size=100))
+    def check(values: list[bytes], query: bytes) -> None:
+        headers = [(b"authorization", value) for value in values]
+        status, response_headers, body = loop.run_until_complete(call(middleware, headers, query))
+        assert_refused(status, response_headers, body)
+        if len(values) > 1:
+            assert status == 400
+
+    try:
+        check()
+    finally:
+        loop.run_until_complete(middleware.validator.aclose())
+        loop.close()
+    assert entra_emulator.fetch_count("jwks") == 0  # garbage never reached the key store
+
+
+def test_specific_hostile_shapes(entra_emulator: EntraEmulator) -> None:
+    async def run() -> None:
+        middleware = EntraAuthMiddleware(ok, config=entra_emulator.config())
+        token = entra_emulator.issue_token(roles=["Orders.Read"]).encode()
+        cases: list[tuple[list[tuple[bytes, bytes]], int]] = [
+            ([(b"authorization", b"Bearer " + b"x" * 100_000)], 401),  # huge
+            ([(b"authorization", "Bearer jéton".encode())], 401),  # non-ASCII
+            ([(b"authorization", b"Bearer \xff\xfe")], 401),
+            ([(b"authorization", b"Bearer " + token), (b"authorization", b"Bearer x")], 400),
+            ([(b"authorization", b"Bearer\t" + token)], 400),  # tab is not the separator
+            ([(b"authorization", b"Bearer " + token + b" extra")], 401),
+            ([(b"authorization", b"Bearer " + token[:-1])], 401),
+            ([(b"authorization", b"Bearer " + token + b"\r\nX-Injected: 1")], 401),
+            ([(b"authorization", b"")], 400),
+        ]
+        for headers, expected in cases:
+            status, response_headers, body = await call(middleware, headers)
+            assert status == expected, (headers[0][1][:40], status, body)
+            assert_refused(status, response_headers, body)
+        status, _, body = await call(middleware, [(b"authorization", b"Bearer " + token)])
+        assert (status, body) == (200, b"ok")
+        await middleware.validator.aclose()
+
+    asyncio.run(run())
