@@ -11,7 +11,7 @@ import asyncio
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import uvicorn
 
@@ -46,8 +46,17 @@ class _Server(uvicorn.Server):
 class BackgroundServer:
     """Serves one ASGI app on ``host:port``; ``start`` and ``stop`` may alternate freely."""
 
-    def __init__(self, app: ASGIApp, *, host: str, port: int, tls: TLSMaterial | None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        host: str,
+        port: int,
+        tls: TLSMaterial | None,
+        lifespan: Literal["on", "off"] = "off",
+    ) -> None:
         self._app = app
+        self._lifespan: Literal["on", "off"] = lifespan
         self._host = host
         self._port = port
         self._tls = tls
@@ -121,7 +130,7 @@ class BackgroundServer:
             port=self._port,
             http="h11",
             ws="none",
-            lifespan="off",
+            lifespan=self._lifespan,
             log_config=None,  # leave the application's logging configuration alone
             log_level="warning",
             access_log=False,

@@ -1,0 +1,96 @@
+"""The example API's routes behave exactly as the README lists them, against the emulator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from entra_guard.testing import DEFAULT_CLIENT_ID, EntraEmulator
+from tests.example import load_example
+
+
+@pytest.fixture
+def api(entra_emulator: EntraEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    with TestClient(load_example(monkeypatch, entra_emulator).app) as client:
+        yield client
+
+
+def call(api: TestClient, method: str, path: str, token: str | None, **kwargs: Any) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return api.request(method, path, headers=headers, **kwargs)
+
+
+def test_health_needs_no_token(api: TestClient) -> None:
+    response = api.get("/health")
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+
+
+@pytest.mark.parametrize("version", ["1.0", "2.0"])
+def test_me_describes_any_valid_caller(
+    entra_emulator: EntraEmulator, api: TestClient, version: Any
+) -> None:
+    app = call(api, "GET", "/me", entra_emulator.issue_token(version=version, roles=["X"])).json()
+    assert app["tenant_id"] == entra_emulator.tenant_id
+    assert app["client_id"] == DEFAULT_CLIENT_ID
+    assert app["object_id"]
+    assert (app["roles"], app["scopes"], app["app_only"], app["version"]) == (
+        ["X"],
+        [],
+        True,
+        version,
+    )
+    user_token = entra_emulator.issue_token(
+        version=version, app_only=False, scopes=["Profile.Read"]
+    )
+    user = call(api, "GET", "/me", user_token).json()
+    assert (user["roles"], user["scopes"], user["app_only"]) == ([], ["Profile.Read"], False)
+
+
+@pytest.mark.parametrize(
+    ("claims", "status"),
+    [
+        ({"roles": ["Orders.Read"]}, 200),
+        ({"app_only": False, "scopes": ["Orders.Read"]}, 200),
+        ({"roles": ["Orders.Write"]}, 403),
+        ({"app_only": False, "scopes": ["Orders.Write"]}, 403),
+    ],
+)
+def test_get_orders_needs_orders_read_role_or_scope(
+    entra_emulator: EntraEmulator, api: TestClient, claims: dict[str, Any], status: int
+) -> None:
+    assert call(api, "GET", "/orders", entra_emulator.issue_token(**claims)).status_code == status
+
+
+@pytest.mark.parametrize(
+    ("claims", "status"),
+    [
+        ({"roles": ["Orders.Write"]}, 201),
+        ({"roles": ["Orders.Read"]}, 403),
+        ({"app_only": False, "scopes": ["Orders.Write"]}, 403),  # an app role, not a scope
+    ],
+)
+def test_post_orders_needs_the_orders_write_role(
+    entra_emulator: EntraEmulator, api: TestClient, claims: dict[str, Any], status: int
+) -> None:
+    response = call(api, "POST", "/orders", entra_emulator.issue_token(**claims),
+                    json={"item": "tea", "quantity": 2})  # fmt: skip
+    assert response.status_code == status
+    if status == 201:
+        assert response.json()["created_by"] == DEFAULT_CLIENT_ID
+
+
+def test_without_a_token_every_protected_route_is_401(api: TestClient) -> None:
+    for method, path in (("GET", "/me"), ("GET", "/orders"), ("POST", "/orders")):
+        response = call(api, method, path, None)
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_docs_are_public_and_show_the_lock(api: TestClient) -> None:
+    assert api.get("/docs").status_code == 200
+    document = api.get("/openapi.json").json()
+    assert "EntraID" in document["components"]["securitySchemes"]
+    assert document["paths"]["/orders"]["post"]["security"] == [{"EntraID": []}]
