@@ -17,7 +17,15 @@ from entra_guard.discovery import KeySet, SigningKey
 from entra_guard.errors import InsufficientPermissions, InvalidToken
 from entra_guard.principal import EntraPrincipal
 
-__all__ = ["GRAPH_AUDIENCES", "check_claims"]
+__all__ = [
+    "GRAPH_AUDIENCES",
+    "check_audience",
+    "check_claims",
+    "check_client",
+    "check_issuer",
+    "check_lifetime",
+    "check_permissions",
+]
 
 #: Microsoft Graph and Azure AD Graph: tokens for them are not for any other API to accept.
 GRAPH_AUDIENCES = frozenset(
@@ -41,9 +49,16 @@ def check_claims(
     now: float,
 ) -> EntraPrincipal:
     """Check lifetime, issuer, audience, client and permissions; return the principal."""
-    _check_lifetime(claims, leeway=config.leeway, now=now)
-    _check_issuer(claims, config=config, keyset=keyset, key=key)
-    _check_audience(claims, config)
+    check_lifetime(claims, leeway=config.leeway, now=now)
+    check_issuer(claims, config=config, keyset=keyset, key=key)
+    check_audience(claims, config)
+    client_id = check_client(claims, version)
+    # Authenticated. What follows decides whether the caller may use this API at all.
+    return check_permissions(claims, config=config, version=version, client_id=client_id)
+
+
+def check_client(claims: Mapping[str, Any], version: TokenVersion) -> str:
+    """The client id (``azp``/``appid``); also checks the types of ``scp`` and ``roles``."""
     client_id = claims.get("azp" if version == "2.0" else "appid")
     if not isinstance(client_id, str) or not client_id:
         raise InvalidToken(
@@ -57,8 +72,13 @@ def check_claims(
         isinstance(roles, list) and all(isinstance(r, str) for r in roles)
     ):
         raise InvalidToken("invalid_claim", "The 'roles' claim is not a list of strings")
+    return client_id
 
-    # Authenticated. What follows decides whether the caller may use this API at all.
+
+def check_permissions(
+    claims: Mapping[str, Any], *, config: EntraConfig, version: TokenVersion, client_id: str
+) -> EntraPrincipal:
+    """The client allow-list, and a token that grants nothing; returns the principal."""
     if config.allowed_client_ids and client_id.lower() not in config.allowed_client_ids:
         raise InsufficientPermissions(
             "client_not_allowed", "The calling application is not allowed to use this API"
@@ -82,7 +102,7 @@ def _time(claims: Mapping[str, Any], name: str) -> float | None:
     return float(value)
 
 
-def _check_lifetime(claims: Mapping[str, Any], *, leeway: float, now: float) -> None:
+def check_lifetime(claims: Mapping[str, Any], *, leeway: float, now: float) -> None:
     exp = _time(claims, "exp")
     nbf = _time(claims, "nbf")
     iat = _time(claims, "iat")
@@ -98,7 +118,7 @@ def _check_lifetime(claims: Mapping[str, Any], *, leeway: float, now: float) -> 
         raise InvalidToken("token_not_yet_valid", "The token was issued in the future ('iat')")
 
 
-def _check_issuer(
+def check_issuer(
     claims: Mapping[str, Any], *, config: EntraConfig, keyset: KeySet, key: SigningKey
 ) -> None:
     tid, iss = claims.get("tid"), claims.get("iss")
@@ -119,7 +139,7 @@ def _check_issuer(
         raise InvalidToken("invalid_issuer", "The token was signed by another issuer's key")
 
 
-def _check_audience(claims: Mapping[str, Any], config: EntraConfig) -> None:
+def check_audience(claims: Mapping[str, Any], config: EntraConfig) -> None:
     aud = claims.get("aud")
     if aud is None:
         raise InvalidToken("missing_claim", "The token has no audience ('aud')")
