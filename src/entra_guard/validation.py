@@ -65,13 +65,13 @@ class TokenValidator:
                     "malformed_token", "The token is malformed: it contains non-ASCII bytes"
                 ) from None
         parsed = parse_token(token, max_bytes=self.config.max_token_bytes)
-        algorithm, alg, kid, x5t = self._check_header(parsed.header)
-        version = self._token_version(parsed.payload)
+        algorithm, alg, kid, x5t = self.check_header(parsed.header)
+        version = self.token_version(parsed.payload)
 
         keyset, key = await self.key_store.find_key(version, kid, x5t)
         if key is None:
             raise InvalidToken("key_not_found", "The signature key was not found")
-        self._verify(parsed, algorithm, alg, key)
+        self.verify_signature(parsed, algorithm, alg, key)
 
         return check_claims(
             parsed.payload,
@@ -82,9 +82,8 @@ class TokenValidator:
             now=self._clock() if now is None else now,
         )
 
-    def _check_header(
-        self, header: dict[str, Any]
-    ) -> tuple[Algorithm, str, str | None, str | None]:
+    def check_header(self, header: dict[str, Any]) -> tuple[Algorithm, str, str | None, str | None]:
+        """The header rules; returns the algorithm, its name, and the ``kid`` and ``x5t``."""
         alg = header.get("alg")
         algorithm = self._algorithms.get(alg) if isinstance(alg, str) else None
         if algorithm is None:
@@ -113,7 +112,8 @@ class TokenValidator:
         # jku, x5u, jwk and x5c are never read: keys come only from the tenant's own metadata.
         return algorithm, cast(str, alg), kid or None, x5t or None
 
-    def _token_version(self, payload: dict[str, Any]) -> TokenVersion:
+    def token_version(self, payload: dict[str, Any]) -> TokenVersion:
+        """The token's ``ver``, if this API accepts it."""
         # Unverified here, but it only picks which of our own key sets to verify against.
         version = payload.get("ver")
         if version not in self.config.token_versions:
@@ -123,7 +123,10 @@ class TokenValidator:
         return cast(TokenVersion, version)
 
     @staticmethod
-    def _verify(parsed: ParsedToken, algorithm: Algorithm, alg: str, key: SigningKey) -> None:
+    def verify_signature(
+        parsed: ParsedToken, algorithm: Algorithm, alg: str, key: SigningKey
+    ) -> None:
+        """Raise ``InvalidToken`` unless ``key`` signed the token with ``alg``."""
         if key.alg is not None and key.alg != alg:
             raise InvalidToken("invalid_signature", "The token's signature is invalid")
         try:

@@ -1,0 +1,246 @@
+"""``entra-guard inspect``: decode a token offline and explain it, then (optionally) check it.
+
+Decoding needs nothing but the token. Checking fetches the tenant's keys and runs every rule of
+the validator one by one, so a developer sees all that is wrong at once, not just the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import ssl
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import TextIO, TypeVar
+
+import httpx
+
+from entra_guard.claims import (
+    check_audience,
+    check_client,
+    check_issuer,
+    check_lifetime,
+    check_permissions,
+)
+from entra_guard.config import EntraConfig
+from entra_guard.discovery import KeyStore
+from entra_guard.errors import EntraGuardError, InvalidToken, KeysUnavailable
+from entra_guard.parsing import ParsedToken, parse_token
+from entra_guard.validation import TokenValidator
+
+__all__ = [
+    "CLAIM_MEANINGS",
+    "check_token",
+    "describe_token",
+    "parse_for_display",
+    "run_inspect",
+]
+
+T = TypeVar("T")
+
+CLAIM_MEANINGS = {
+    "typ": "token type (always JWT)",
+    "alg": "signing algorithm",
+    "kid": "id of the signing key in the tenant's JWKS",
+    "x5t": "thumbprint of the signing key (old v1 tokens: the key id)",
+    "nonce": "a Microsoft Graph token: only Graph can validate it",
+    "aud": "audience: the API this token is for",
+    "iss": "issuer: the security token service and tenant",
+    "idp": "identity provider that authenticated the subject",
+    "iat": "issued at",
+    "nbf": "not valid before",
+    "exp": "expires at",
+    "aio": "internal (opaque)",
+    "rh": "internal (opaque)",
+    "uti": "token id",
+    "ver": "token version",
+    "tid": "tenant id",
+    "oid": "object id of the user or service principal (stable; key data on tid + oid)",
+    "sub": "subject, pairwise per application",
+    "azp": "client application id (v2)",
+    "azpacr": "how the client authenticated: 0 public, 1 secret, 2 certificate (v2)",
+    "appid": "client application id (v1)",
+    "appidacr": "how the client authenticated: 0 public, 1 secret, 2 certificate (v1)",
+    "roles": "app roles (application permissions or user roles)",
+    "scp": "delegated scopes, space-separated",
+    "idtyp": "token type: app for app-only tokens",
+    "name": "display name (never authorize on it)",
+    "preferred_username": "sign-in name (mutable; never authorize on it)",
+    "upn": "user principal name (mutable; never authorize on it)",
+    "unique_name": "display name (v1; never authorize on it)",
+    "groups": "group object ids",
+    "wids": "directory role template ids",
+    "amr": "authentication methods",
+    "acr": "authentication context class",
+    "acrs": "authentication context ids",
+    "xms_cc": "client capabilities (cp1: handles claims challenges)",
+}
+_TIMES = ("iat", "nbf", "exp")
+
+
+def describe_token(parsed: ParsedToken, *, now: float, out: TextIO) -> None:
+    """Print the header and each claim with its meaning; times relative to ``now``."""
+    out.write("Header\n")
+    for name, value in parsed.header.items():
+        _row(out, name, value, CLAIM_MEANINGS.get(name, ""))
+    out.write("Claims\n")
+    for name, value in parsed.payload.items():
+        meaning = CLAIM_MEANINGS.get(name, "")
+        if name in _TIMES and isinstance(value, (int, float)) and not isinstance(value, bool):
+            meaning = f"{meaning}: {_when(value, now)}"
+        _row(out, name, value, meaning)
+
+
+async def check_token(
+    parsed: ParsedToken,
+    config: EntraConfig,
+    *,
+    now: float,
+    out: TextIO,
+    http_client: httpx.AsyncClient | None = None,
+) -> EntraGuardError | None:
+    """Run every check and print each with pass/fail; return the first failure, if any."""
+    out.write(f"Checks (tenant {config.tenant_id}, audiences {', '.join(config.audiences)})\n")
+    failures: list[EntraGuardError] = []
+
+    def step(name: str, action: Callable[[], T], passed: Callable[[T], str]) -> T | None:
+        try:
+            result = action()
+        except EntraGuardError as exc:
+            out.write(f"  [FAIL] {name:<12} {exc.description} ({exc.reason})\n")
+            failures.append(exc)
+            return None
+        out.write(f"  [pass] {name:<12} {passed(result)}\n")
+        return result
+
+    claims = parsed.payload
+    validator = TokenValidator(config, key_store=KeyStore(config, http_client=http_client))
+    try:
+        header = step("header", lambda: validator.check_header(parsed.header),
+                      lambda h: f"algorithm {h[1]} accepted")  # fmt: skip
+        version = step("version", lambda: validator.token_version(claims), lambda v: f"v{v}")
+        if header is None or version is None:
+            return failures[0]
+        algorithm, alg, kid, x5t = header
+        try:
+            keyset, key = await validator.key_store.find_key(version, kid, x5t)
+        except EntraGuardError as exc:  # no keys at all: nothing further can be checked
+            step("signing key", _raising(exc), str)
+            return exc
+        if key is None:
+            missing = InvalidToken("key_not_found", "The signature key was not found")
+            step("signing key", _raising(missing), str)
+            return missing
+        step("signing key", lambda: kid or x5t, lambda k: f"{k} in {keyset.jwks_uri}")
+        step(
+            "signature",
+            lambda: validator.verify_signature(parsed, algorithm, alg, key),
+            lambda _: "valid",
+        )
+        step(
+            "lifetime",
+            lambda: check_lifetime(claims, leeway=config.leeway, now=now),
+            lambda _: f"within exp/nbf/iat, leeway {config.leeway:g} s",
+        )
+        step(
+            "issuer",
+            lambda: check_issuer(claims, config=config, keyset=keyset, key=key),
+            lambda _: str(claims.get("iss")),
+        )
+        step("audience", lambda: check_audience(claims, config), lambda _: str(claims.get("aud")))
+        client_id = step("client", lambda: check_client(claims, version), str)
+        if client_id is not None:
+            step(
+                "permissions",
+                lambda: check_permissions(
+                    claims, config=config, version=version, client_id=client_id
+                ),
+                lambda p: "grants " + (" ".join(sorted(p.roles | p.scopes)) or "nothing"),
+            )
+    finally:
+        await validator.aclose()
+    return failures[0] if failures else None
+
+
+def parse_for_display(token: str) -> ParsedToken:
+    """Parse without the size cap of validation: a developer may inspect any token."""
+    return parse_token(token.strip(), max_bytes=1024 * 1024)
+
+
+def _raising(exc: EntraGuardError) -> Callable[[], None]:
+    def action() -> None:
+        raise exc
+
+    return action
+
+
+def _row(out: TextIO, name: str, value: object, meaning: str) -> None:
+    text = value if isinstance(value, str) else json.dumps(value)
+    if len(text) > 70:
+        text = text[:67] + "..."
+    out.write(f"  {name:<20} {text:<44} {meaning}\n".rstrip() + "\n")
+
+
+def _when(value: float, now: float) -> str:
+    moment = datetime.fromtimestamp(value, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    delta = value - now
+    span = _span(abs(delta))
+    return f"{moment} ({'in ' + span if delta > 0 else span + ' ago'})"
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    """``entra-guard inspect``."""
+    from entra_guard.cli import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, fail  # noqa: PLC0415
+
+    raw = sys.stdin.read() if args.token == "-" else args.token  # noqa: S105  # "-" is stdin
+    raw = raw.strip().removeprefix("Bearer ").strip()
+    try:
+        parsed = parse_for_display(raw)
+    except InvalidToken as exc:
+        return fail(f"not a JWT: {exc.description}")
+    now = time.time() if args.now is None else args.now
+    describe_token(parsed, now=now, out=sys.stdout)
+    if not (args.config or args.tenant_id or args.audience):
+        return EXIT_OK
+    try:
+        config = _config(args)
+    except ValueError as exc:
+        return fail(str(exc), EXIT_USAGE)
+    verify: ssl.SSLContext | bool = True
+    if args.ca_bundle:
+        verify = ssl.create_default_context(cafile=args.ca_bundle)
+    client = httpx.AsyncClient(verify=verify, follow_redirects=False, timeout=config.fetch_timeout)
+
+    async def check() -> EntraGuardError | None:
+        async with client:
+            return await check_token(parsed, config, now=now, out=sys.stdout, http_client=client)
+
+    failure = asyncio.run(check())
+    if failure is None:
+        print("Result: valid")
+        return EXIT_OK
+    print(f"Result: refused with {failure.status_code} ({failure.reason}): {failure.description}")
+    return EXIT_UNREACHABLE if isinstance(failure, KeysUnavailable) else EXIT_FAILED
+
+
+def _config(args: argparse.Namespace) -> EntraConfig:
+    if args.config:
+        return EntraConfig.from_env()
+    if not args.tenant_id or not args.audience:
+        raise ValueError("checking needs --tenant-id and --audience (or --config)")
+    options: dict[str, object] = {"tenant_id": args.tenant_id, "audiences": args.audience}
+    if args.instance:
+        options["instance"] = args.instance
+    if args.allowed_tenant:
+        options["allowed_tenants"] = args.allowed_tenant
+    return EntraConfig(**options)  # type: ignore[arg-type]
