@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 from typing import TextIO
 
@@ -46,12 +47,10 @@ def run_emulator(args: argparse.Namespace, *, stop: threading.Event | None = Non
     except (OSError, ValueError) as exc:
         idp.stop()
         return fail(f"cannot load registrations: {exc}", EXIT_USAGE)
-    import sys  # noqa: PLC0415
-
-    describe(idp, apis, clients, out=sys.stdout)
-    sys.stdout.write("Press Ctrl-C to stop.\n")
-    sys.stdout.flush()
-    try:
+    try:  # Ctrl-C may come at any moment from here on, and always means a clean stop
+        describe(idp, apis, clients, out=sys.stdout)
+        sys.stdout.write("Press Ctrl-C to stop.\n")
+        sys.stdout.flush()
         (stop or threading.Event()).wait()
     except KeyboardInterrupt:
         pass

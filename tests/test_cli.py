@@ -1,0 +1,248 @@
+"""The entra-guard command line, in process and as a real subprocess, against the emulator."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from entra_guard.cli import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, main
+from entra_guard.cli.emulator import DEMO_API, register_demo, run_emulator
+from entra_guard.testing import EntraEmulator
+from entra_guard.validation import TokenValidator
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "entra_guard.cli"]
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_demo_passes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "[FAIL]" not in out
+    assert "All 11 outcomes were the expected ones." in out
+    assert "-> 403 (expected 403)" in out
+    assert "-> 401 (expected 401) invalid_token" in out
+
+
+def test_demo_without_the_example_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--example", str(tmp_path)]) == EXIT_USAGE
+    assert "examples/fastapi_app/main.py" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [[], ["emulator"], ["token"], ["inspect"], ["demo"]])
+def test_help_everywhere(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--help"])
+    assert exit_.value.code == 0
+    assert "usage: entra-guard" in capsys.readouterr().out
+
+
+def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["token", "--tenant-id", "x"])
+    assert exit_.value.code == EXIT_USAGE
+    assert "required" in capsys.readouterr().err
+
+
+def test_token_with_a_secret(
+    entra_emulator: EntraEmulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    api, daemon = register_demo(entra_emulator)
+    monkeypatch.setenv("ENTRA_CLIENT_SECRET", daemon.secret or "")
+    base = ["token", "--instance", entra_emulator.instance, "--tenant-id", entra_emulator.tenant_id,
+            "--client-id", daemon.client_id, "--scope", f"{DEMO_API}/.default"]  # fmt: skip
+    assert main(base) == EXIT_OK
+    token = capsys.readouterr().out.strip()
+    assert token.count(".") == 2
+    assert main([*base, "--json"]) == EXIT_OK
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["token_type"] == "Bearer"
+    assert 3000 < answer["expires_in"] <= 3600
+    assert answer["access_token"].count(".") == 2  # each run is a new client: a new token
+
+    async def check() -> set[str]:
+        async with TokenValidator(entra_emulator.config(audiences=[api.client_id])) as validator:
+            return set((await validator.validate(token)).roles)
+
+    assert asyncio.run(check()) == {"Orders.Read", "Orders.Write"}
+
+
+def test_token_errors(
+    entra_emulator: EntraEmulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, daemon = register_demo(entra_emulator)
+    args = ["token", "--instance", entra_emulator.instance, "--tenant-id", entra_emulator.tenant_id,
+            "--client-id", daemon.client_id, "--scope", f"{DEMO_API}/.default"]  # fmt: skip
+    monkeypatch.delenv("ENTRA_CLIENT_SECRET", raising=False)
+    assert main(args) == EXIT_USAGE
+    assert "ENTRA_CLIENT_SECRET" in capsys.readouterr().err
+
+    assert main([*args, "--client-secret", "wrong"]) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "AADSTS7000215" in err
+    assert "wrong" not in err.replace("wrong secret", "")  # the secret is never echoed
+
+    assert main([*args, "--scope", DEMO_API, "--client-secret", "x"]) == EXIT_USAGE
+    assert "/.default" in capsys.readouterr().err
+
+    unreachable = [*args, "--client-secret", "x", "--instance", f"http://127.0.0.1:{closed_port()}"]
+    assert main(unreachable) == EXIT_UNREACHABLE
+
+
+def test_token_with_a_certificate_over_https(
+    entra_emulator_https: EntraEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    idp = entra_emulator_https
+    idp.register_api(app_id_uri=DEMO_API, roles=["Orders.Read"])
+    client = idp.register_client(name="c", roles={DEMO_API: ["Orders.Read"]}, secret=False,
+                                 certificate=True)  # fmt: skip
+    pem = tmp_path / "client.pem"
+    pem.write_bytes((client.private_key_pem or b"") + (client.certificate_pem or b""))
+    args = [
+        "token",
+        "--instance",
+        idp.instance,
+        "--tenant-id",
+        idp.tenant_id,
+        "--client-id",
+        client.client_id,
+        "--scope",
+        f"{DEMO_API}/.default",
+        "--certificate",
+        str(pem),
+    ]
+    assert main(args) == EXIT_UNREACHABLE  # the emulator's CA is not trusted by default
+    capsys.readouterr()
+    assert main([*args, "--ca-bundle", str(idp.ca_bundle)]) == EXIT_OK
+    assert capsys.readouterr().out.count(".") == 2
+
+
+def test_inspect_decodes_and_checks(
+    entra_emulator: EntraEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = entra_emulator.issue_token(roles=["Orders.Read"])
+    assert main(["inspect", token]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "client application id (v2)" in out
+    assert "expires at:" in out
+    assert "(in 60 min)" in out or "(in 59 min)" in out
+
+    check = [
+        "inspect",
+        token,
+        "--tenant-id",
+        entra_emulator.tenant_id,
+        "--audience",
+        entra_emulator.config().audiences[0],
+        "--instance",
+        entra_emulator.instance,
+    ]
+    assert main(check) == EXIT_OK
+    out = capsys.readouterr().out
+    for name in ("header", "signing key", "signature", "lifetime", "issuer", "audience", "client"):
+        assert f"[pass] {name}" in out
+    assert "Result: valid" in out
+
+
+def test_inspect_shows_every_failed_check(
+    entra_emulator: EntraEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = entra_emulator.issue_token(roles=[], audience="api://other", now=time.time() - 7200)
+    check = ["inspect", token, "--tenant-id", entra_emulator.tenant_id, "--audience",
+             "api://mine", "--instance", entra_emulator.instance]  # fmt: skip
+    assert main(check) == EXIT_FAILED
+    out = capsys.readouterr().out
+    assert "[FAIL] lifetime" in out
+    assert "[FAIL] audience" in out
+    assert "[FAIL] permissions" in out
+    assert "[pass] signature" in out
+    assert "Result: refused with 401 (token_expired)" in out
+
+
+def test_inspect_errors(entra_emulator: EntraEmulator, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", "not-a-token"]) == EXIT_FAILED
+    assert "not a JWT" in capsys.readouterr().err
+    token = entra_emulator.issue_token(roles=["r"])
+    assert main(["inspect", token, "--tenant-id", entra_emulator.tenant_id]) == EXIT_USAGE
+    down = ["inspect", token, "--tenant-id", entra_emulator.tenant_id, "--audience", "x",
+            "--instance", f"http://127.0.0.1:{closed_port()}"]  # fmt: skip
+    assert main(down) == EXIT_UNREACHABLE
+    assert "keys_unavailable" in capsys.readouterr().out
+
+
+def test_inspect_reads_stdin_and_a_bearer_prefix(
+    entra_emulator: EntraEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    token = entra_emulator.issue_token(roles=["r"])
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"Bearer {token}\n"))
+    assert main(["inspect", "-"]) == EXIT_OK
+    assert entra_emulator.tenant_id in capsys.readouterr().out
+
+
+def test_emulator_command_prints_what_to_use(capsys: pytest.CaptureFixture[str]) -> None:
+    stop = threading.Event()
+    args = argparse.Namespace(host="127.0.0.1", port=0, https=False, tenant_id=None,
+                              registrations=None)  # fmt: skip
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(run_emulator(args, stop=stop)))
+    thread.start()
+    out = ""
+    for _ in range(500):  # bounded: at most 10 s
+        out += capsys.readouterr().out
+        if "Press Ctrl-C" in out:
+            break
+        time.sleep(0.02)
+    stop.set()
+    thread.join(10)
+    assert result == [EXIT_OK]
+    assert "API     api://entra-guard-demo" in out
+    assert "client  orders-daemon" in out
+    assert "export ENTRA_INSTANCE=http://127.0.0.1:" in out
+
+
+def test_emulator_command_as_a_process() -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    lines = []
+    with subprocess.Popen(  # noqa: S603
+        [*CLI, "emulator", "--https"], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT
+    ) as process:
+        assert process.stdout is not None
+        try:
+            for line in process.stdout:
+                lines.append(line)
+                if line.startswith("Press Ctrl-C"):
+                    break
+        finally:
+            process.send_signal(signal.SIGINT)
+            assert process.wait(10) == 0
+    text = "".join(lines)
+    assert "instance     https://127.0.0.1:" in text
+    assert "CA bundle" in text
+    assert "export ENTRA_TENANT_ID=" in text
+    assert "entra-guard token --instance https://127.0.0.1:" in text
