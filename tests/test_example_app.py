@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -94,3 +96,26 @@ def test_docs_are_public_and_show_the_lock(api: TestClient) -> None:
     document = api.get("/openapi.json").json()
     assert "EntraID" in document["components"]["securitySchemes"]
     assert document["paths"]["/orders"]["post"]["security"] == [{"EntraID": []}]
+
+
+def test_dev_mode_starts_an_emulator_and_says_how_to_get_a_token(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    example = load_example(monkeypatch, None)
+    idp: EntraEmulator = example._dev_identity[0]
+    try:
+        printed = capsys.readouterr().out
+        assert "dev mode" in printed
+        fields = dict(re.findall(r"-d (client_id|client_secret|scope)='?([^' ]+)'?", printed))
+        url = re.search(r"curl -s (\S+/oauth2/v2.0/token)", printed)
+        assert url is not None
+        # what the printed curl does
+        answer = httpx.post(url.group(1), data={"grant_type": "client_credentials", **fields})
+        assert answer.status_code == 200
+        token = answer.json()["access_token"]
+        with TestClient(example.app) as api:
+            for method, path, status in (("GET", "/orders", 200), ("POST", "/orders", 201)):
+                body = {"item": "tea", "quantity": 1} if method == "POST" else None
+                assert call(api, method, path, token, json=body).status_code == status
+    finally:
+        idp.stop()
