@@ -30,8 +30,8 @@ def test_public_api_is_pinned() -> None:
     assert sorted(entra_guard.__all__) == entra_guard.__all__
     public = {name for name in vars(entra_guard) if not name.startswith("_")}
     modules = {
-        "authorization", "bearer", "claims", "config", "discovery", "errors", "middleware",
-        "parsing", "principal", "validation",
+        "authorization", "bearer", "claims", "cli", "client", "config", "discovery", "errors",
+        "fastapi", "middleware", "parsing", "principal", "starlette", "validation",
     }  # fmt: skip
     assert public - modules - {"testing"} == set(PUBLIC)
 

@@ -1,15 +1,13 @@
 """The emulator's HTTP face: a Starlette app over an :class:`EmulatorState`.
 
-Each endpoint is one entry in :func:`routes`, so later endpoints (the token endpoint) are one
-more entry there. Document endpoints count the request first, then apply the faults, then answer;
-a fault therefore never hides a request from :meth:`EntraEmulator.fetch_count`.
+Each endpoint is one entry in :func:`routes`. Every endpoint counts the request first, then
+applies the faults, then answers; a fault therefore never hides a request from
+:meth:`EntraEmulator.fetch_count` or :meth:`EntraEmulator.token_request_count`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -22,14 +20,16 @@ from entra_guard.testing.documents import (
     metadata_document,
     metadata_path,
 )
+from entra_guard.testing.responses import entra_error
 from entra_guard.testing.tenants import resolve_tenant
+from entra_guard.testing.token_endpoint import token_path, token_response
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from starlette.requests import Request
 
-    from entra_guard.testing.state import DocumentKind, EmulatorState
+    from entra_guard.testing.state import DocumentKind, EmulatorState, TokenFault
     from entra_guard.testing.tenants import Version
 
 __all__ = ["build_app", "entra_error", "routes"]
@@ -37,6 +37,11 @@ __all__ = ["build_app", "entra_error", "routes"]
 # Entra lets clients cache discovery documents for a day.
 _CACHE_HEADERS = {"Cache-Control": "max-age=86400, private"}
 _FAULT_ERRORS = {503: "temporarily_unavailable", 500: "server_error"}
+# What Entra answers when it is throttling (429) or briefly unwell (5xx): error word and code.
+_TOKEN_FAULTS = {
+    429: ("temporarily_unavailable", 90055, "There are too many incoming requests."),
+    503: ("temporarily_unavailable", 90033, "A transient error has occurred. Please try again."),
+}
 _BODYLESS = frozenset({204, 304})
 _STOP_POLL = 0.01
 
@@ -57,11 +62,25 @@ def routes(state: EmulatorState) -> list[Route]:
             template("{tenant}", version), endpoint, methods=["GET"], name=f"{kind}-v{version}"
         )
 
+    def token(version: Version) -> Route:
+        async def endpoint(request: Request) -> Response:
+            state.record_token_request()
+            fault = await _apply_faults(state, documents=False)
+            if fault is not None:
+                return fault
+            return await token_response(state, request, version)
+
+        return Route(
+            token_path("{tenant}", version), endpoint, methods=["POST"], name=f"token-v{version}"
+        )
+
     return [
         document("metadata", "2.0"),
         document("metadata", "1.0"),
         document("jwks", "2.0"),
         document("jwks", "1.0"),
+        token("2.0"),
+        token("1.0"),
     ]
 
 
@@ -72,7 +91,7 @@ async def _document(
     segment = raw_segment.lower()
     if request.method == "GET":
         state.record_fetch(kind, segment, version)
-    fault = await _apply_faults(state)
+    fault = await _apply_faults(state, documents=True)
     if fault is not None:
         return fault
     tenant = resolve_tenant(segment)
@@ -102,7 +121,7 @@ async def _document(
     return JSONResponse(document, headers=_CACHE_HEADERS)
 
 
-async def _apply_faults(state: EmulatorState) -> Response | None:
+async def _apply_faults(state: EmulatorState, *, documents: bool) -> Response | None:
     """The answer the switched-on faults force, or ``None`` to answer normally."""
     faults = state.faults
     if faults.delay:
@@ -118,6 +137,9 @@ async def _apply_faults(state: EmulatorState) -> Response | None:
         )
         response.headers["Connection"] = "close"
         return response
+    if not documents:
+        token_fault = faults.take_token_fault()
+        return None if token_fault is None else _token_fault(state, token_fault)
     status = faults.fail_status
     if status is None:
         return None
@@ -132,6 +154,21 @@ async def _apply_faults(state: EmulatorState) -> Response | None:
     )
 
 
+def _token_fault(state: EmulatorState, fault: TokenFault) -> Response:
+    headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+    if fault.body is not None or fault.status in _BODYLESS:
+        return Response(
+            fault.body, status_code=fault.status, headers=headers, media_type="text/html"
+        )
+    error, code, message = _TOKEN_FAULTS.get(
+        fault.status,
+        ("server_error" if fault.status >= 500 else "invalid_request", 0, "Emulated failure."),
+    )
+    response = entra_error(state.instance, fault.status, error=error, code=code, message=message)
+    response.headers.update(headers)
+    return response
+
+
 async def _sleep(state: EmulatorState, seconds: float) -> None:
     """``asyncio.sleep`` that ends early when the emulator stops.
 
@@ -142,26 +179,3 @@ async def _sleep(state: EmulatorState, seconds: float) -> None:
     deadline = loop.time() + seconds
     while not state.stopping and (remaining := deadline - loop.time()) > 0:  # noqa: ASYNC110
         await asyncio.sleep(min(remaining, _STOP_POLL))
-
-
-def entra_error(instance: str, status: int, *, error: str, code: int, message: str) -> JSONResponse:
-    """An error body shaped like Entra's: code, description with trace ids, and timestamps."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    timestamp = now.strftime("%Y-%m-%d %H:%M:%SZ")
-    trace_id, correlation_id = str(uuid.uuid4()), str(uuid.uuid4())
-    prefix = f"AADSTS{code}: " if code else ""
-    description = (
-        f"{prefix}{message}\r\nTrace ID: {trace_id}\r\nCorrelation ID: {correlation_id}"
-        f"\r\nTimestamp: {timestamp}"
-    )
-    body: dict[str, Any] = {
-        "error": error,
-        "error_description": description,
-        "error_codes": [code] if code else [],
-        "timestamp": timestamp,
-        "trace_id": trace_id,
-        "correlation_id": correlation_id,
-    }
-    if code:
-        body["error_uri"] = f"{instance}/error?code={code}"
-    return JSONResponse(body, status_code=status)

@@ -2,7 +2,8 @@
 
 It publishes the same discovery documents as Entra (metadata and JWKS, v1 and v2, for every
 tenant GUID and the ``organizations``/``common``/``consumers`` keywords), mints access tokens
-with Entra's claim sets from real RSA keys, and misbehaves on demand: keys rotate, documents
+with Entra's claim sets from real RSA keys, answers the client-credentials grant of its token
+endpoints for registered APIs and clients, and misbehaves on demand: keys rotate, documents
 are replaced by recorded real ones, requests fail or stall, the whole server goes down and
 comes back on the same port. Nothing is mocked, so the code under test runs its real HTTP path.
 """
@@ -19,6 +20,7 @@ from entra_guard.config import EntraConfig, is_guid
 from entra_guard.testing.app import build_app
 from entra_guard.testing.documents import jwks_path, metadata_path
 from entra_guard.testing.keys import EmulatorKey
+from entra_guard.testing.registration_facade import RegistrationMethods
 from entra_guard.testing.server import BackgroundServer
 from entra_guard.testing.state import EmulatorState, Replay
 from entra_guard.testing.tenants import resolve_tenant, token_tenant_id
@@ -45,7 +47,7 @@ __all__ = ["EntraEmulator"]
 _VERSIONS = ("1.0", "2.0")
 
 
-class EntraEmulator:
+class EntraEmulator(RegistrationMethods):
     """A local Entra ID tenant served on loopback; see the module docstring.
 
     Use it as a context manager (``with`` or ``async with``), or call :meth:`start` and
@@ -68,6 +70,7 @@ class EntraEmulator:
         self._host = host
         self._tls = TLSMaterial(hosts=[host]) if https else None
         self._state = EmulatorState(EmulatorKey.generate())
+        self._state.tenant_id = self._tenant_id
         self._server = BackgroundServer(build_app(self._state), host=host, port=port, tls=self._tls)
         # An emulator dropped while serving still stops its thread (and at interpreter exit).
         weakref.finalize(self, self._server.stop)
@@ -289,6 +292,7 @@ class EntraEmulator:
         return self._state.fetch_count(kind, segment, version)
 
     def reset_counts(self) -> None:
+        """Zero :meth:`fetch_count` and :meth:`token_request_count`."""
         self._state.reset_counts()
 
     @property
@@ -302,7 +306,7 @@ class EntraEmulator:
 
     @property
     def delay(self) -> float:
-        """Seconds metadata and JWKS requests wait before they are answered."""
+        """Seconds metadata, JWKS and token requests wait before they are answered."""
         return self._state.faults.delay
 
     @delay.setter

@@ -14,14 +14,37 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
+from entra_guard.testing.registrations import Registry
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from entra_guard.testing.keys import EmulatorKey
 
-__all__ = ["DocumentKind", "EmulatorState", "Faults", "Replay"]
+__all__ = [
+    "DEFAULT_TOKEN_LIFETIME",
+    "DocumentKind",
+    "EmulatorState",
+    "Faults",
+    "Replay",
+    "TokenFault",
+]
 
 DocumentKind: TypeAlias = Literal["metadata", "jwks"]
+
+#: What Entra answers as ``expires_in`` for a fresh app token.
+DEFAULT_TOKEN_LIFETIME = 3599
+
+
+@dataclass(frozen=True, slots=True)
+class TokenFault:
+    """How a faulted token request is answered; add new kinds of failure as fields here."""
+
+    status: int
+    #: Seconds for a ``Retry-After`` header, or ``None`` for no header.
+    retry_after: int | None = None
+    #: A raw body (say, a proxy's HTML page) instead of Entra's JSON error.
+    body: str | None = None
 
 
 class Faults:
@@ -30,6 +53,30 @@ class Faults:
     def __init__(self) -> None:
         self._fail_status: int | None = None
         self._delay = 0.0
+        self._token_lock = threading.Lock()
+        self._token_fault: TokenFault | None = None
+        self._token_faults_left: int | None = 0
+
+    def fail_token_requests(self, fault: TokenFault | None, count: int | None) -> None:
+        """Answer the next ``count`` token requests (all of them if ``None``) with ``fault``."""
+        if fault is not None:
+            _check_status("status", fault.status)
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
+            raise ValueError(f"count must be a whole number or None, got {count!r}")
+        if count is not None and count < 0:
+            raise ValueError(f"count must not be negative, got {count!r}")
+        with self._token_lock:
+            self._token_fault, self._token_faults_left = fault, count
+
+    def take_token_fault(self) -> TokenFault | None:
+        """The fault for the request being answered now, if one is still due."""
+        with self._token_lock:
+            fault, left = self._token_fault, self._token_faults_left
+            if fault is None or left == 0:
+                return None
+            if left is not None:
+                self._token_faults_left = left - 1
+            return fault
 
     @property
     def fail_status(self) -> int | None:
@@ -38,15 +85,13 @@ class Faults:
 
     @fail_status.setter
     def fail_status(self, status: int | None) -> None:
-        if status is not None and (
-            isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599
-        ):
-            raise ValueError(f"fail_status must be None or an HTTP status 200-599, got {status!r}")
+        if status is not None:
+            _check_status("fail_status", status, none_ok=True)
         self._fail_status = status
 
     @property
     def delay(self) -> float:
-        """Seconds every document request waits before it is answered."""
+        """Seconds every document and token request waits before it is answered."""
         return self._delay
 
     @delay.setter
@@ -75,9 +120,15 @@ class EmulatorState:
         self._published: tuple[EmulatorKey, ...] = (key,)
         self._replays: dict[tuple[str, str], Replay] = {}
         self._counts: Counter[tuple[str, str, str]] = Counter()
+        self._token_requests = 0
         self.faults = Faults()
+        self.registry = Registry()
+        #: Seconds an issued token lives: its ``exp - iat`` and the response's ``expires_in``.
+        self.token_lifetime = DEFAULT_TOKEN_LIFETIME
         #: The emulator's own base URL, known once the socket is bound.
         self.instance = ""
+        #: The one tenant whose token endpoint answers (lower-case GUID).
+        self.tenant_id = ""
         #: Set while stop() runs, so that delayed requests give up waiting.
         self.stopping = False
 
@@ -134,6 +185,21 @@ class EmulatorState:
                 if k == kind and segment in (None, s) and version in (None, v)
             )
 
+    def record_token_request(self) -> None:
+        with self._lock:
+            self._token_requests += 1
+
+    def token_request_count(self) -> int:
+        with self._lock:
+            return self._token_requests
+
     def reset_counts(self) -> None:
         with self._lock:
             self._counts.clear()
+            self._token_requests = 0
+
+
+def _check_status(name: str, status: int, *, none_ok: bool = False) -> None:
+    if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
+        alternative = "None or " if none_ok else ""
+        raise ValueError(f"{name} must be {alternative}an HTTP status 200-599, got {status!r}")

@@ -1,0 +1,39 @@
+"""Acquiring app-only tokens from Entra ID with the client-credentials grant.
+
+For daemons and services that call APIs as themselves::
+
+    client = ConfidentialClient(
+        tenant_id="<tenant GUID>",
+        client_id="<app's client id>",
+        credential=ClientSecret(os.environ["CLIENT_SECRET"]),  # or ClientCertificate(...)
+    )
+    token = await client.acquire_token("api://orders/.default")
+    httpx.AsyncClient(auth=client.auth("api://orders/.default"))  # or let httpx do it
+
+The modules, each with one job::
+
+    credentials   ClientSecret, ClientCertificate: the proof a request carries
+    endpoint      one token request over httpx, with retries on transient failures
+    tokens        AccessToken, reading a token response, when to renew
+    confidential  ConfidentialClient: cache, one request per scope, stale-token fallback
+    auth          EntraClientAuth: the httpx.Auth flow (renew once on 401)
+    errors        TokenRequestError, the one exception a failed request raises
+
+Secrets, assertions and tokens never appear in a repr, a str, a log line or an exception;
+logs name a token by its fingerprint (the first 8 hex digits of its SHA-256) at most.
+"""
+
+from entra_guard.client.auth import EntraClientAuth
+from entra_guard.client.confidential import ConfidentialClient
+from entra_guard.client.credentials import ClientCertificate, ClientSecret
+from entra_guard.client.errors import TokenRequestError
+from entra_guard.client.tokens import AccessToken
+
+__all__ = [
+    "AccessToken",
+    "ClientCertificate",
+    "ClientSecret",
+    "ConfidentialClient",
+    "EntraClientAuth",
+    "TokenRequestError",
+]

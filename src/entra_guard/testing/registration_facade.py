@@ -1,0 +1,140 @@
+"""The emulator's app registrations and token-endpoint switches, as facade methods.
+
+Kept apart from :mod:`entra_guard.testing.emulator` so that each file has one job: that one
+serves documents and keys, this one says who may ask the token endpoint for what.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from entra_guard.testing.registration_file import load_registrations, register_client
+from entra_guard.testing.state import TokenFault
+from entra_guard.testing.token_endpoint import token_path
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from entra_guard.testing.registration_file import Registrations
+    from entra_guard.testing.registrations import ApiRegistration, ClientRegistration
+    from entra_guard.testing.state import EmulatorState
+    from entra_guard.testing.tenants import Version
+
+__all__ = ["RegistrationMethods"]
+
+
+class RegistrationMethods:
+    """Mixed into :class:`EntraEmulator`, which provides the state, tenant and instance."""
+
+    _state: EmulatorState
+    _tenant_id: str
+
+    @property
+    def instance(self) -> str:
+        raise NotImplementedError  # pragma: no cover - EntraEmulator defines it
+
+    def token_endpoint(self, *, version: Version = "2.0", tenant: str | None = None) -> str:
+        """The token endpoint URL (``/oauth2/v2.0/token``, or ``/oauth2/token`` for v1)."""
+        return self.instance + token_path(tenant or self._tenant_id, version)
+
+    # -- app registrations and the token endpoint ------------------------------------------
+
+    def register_api(
+        self,
+        *,
+        app_id_uri: str | None = None,
+        roles: Iterable[str] = (),
+        access_token_version: Version = "2.0",  # noqa: S107  # a version, not a secret
+        client_id: str | None = None,
+    ) -> ApiRegistration:
+        """Register an API that clients can ask tokens for.
+
+        A ``scope`` of ``{app_id_uri}/.default`` or ``{client_id}/.default`` names it;
+        ``access_token_version`` (the manifest's ``accessTokenAcceptedVersion``) decides the
+        version of its tokens: v2 tokens carry its client id as ``aud``, v1 tokens the resource
+        as the client asked for it. ``client_id`` is generated when not given.
+        """
+        return self._state.registry.add_api(
+            app_id_uri=app_id_uri,
+            roles=roles,
+            access_token_version=access_token_version,
+            client_id=client_id,
+        )
+
+    def register_client(
+        self,
+        *,
+        name: str,
+        roles: Mapping[str, Sequence[str]] | None = None,
+        secret: bool | str = True,
+        certificate: bool | bytes | str = False,
+        client_id: str | None = None,
+    ) -> ClientRegistration:
+        """Register a confidential client and grant it app roles on registered APIs.
+
+        ``roles`` maps an API (App ID URI or client id) to the roles granted on it.
+        ``secret=True`` generates a secret (``.secret``); a string registers that one.
+        ``certificate=True`` generates a self-signed RSA certificate (``.certificate_pem``,
+        ``.private_key_pem``); PEM text registers that certificate. Secrets and keys never
+        appear in the registration's repr.
+        """
+        return register_client(
+            self._state.registry,
+            name=name,
+            roles=roles or {},
+            secrets=[secret] if isinstance(secret, str) else [],
+            certificates=[certificate] if isinstance(certificate, (bytes, str)) else [],
+            new_secret=secret is True,
+            new_certificate=certificate is True,
+            client_id=client_id,
+        )
+
+    def load_registrations(
+        self, source: str | os.PathLike[str] | Mapping[str, Any]
+    ) -> Registrations:
+        """Register the APIs and clients of a JSON file (or its parsed mapping).
+
+        The shape is ``{"apis": [...], "clients": [...]}``; each entry takes the keyword
+        arguments of :meth:`register_api` / :meth:`register_client`, except that clients list
+        ``secrets`` and ``certificates`` (PEM text) and ask for generated ones with
+        ``generate_secret`` / ``generate_certificate``. See
+        :mod:`entra_guard.testing.registration_file` for an example.
+        """
+        return load_registrations(self._state.registry, source)
+
+    @property
+    def token_lifetime(self) -> int:
+        """Seconds issued tokens live (``expires_in``); Entra's usual answer, 3599, by default."""
+        return self._state.token_lifetime
+
+    @token_lifetime.setter
+    def token_lifetime(self, seconds: int) -> None:
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 1:
+            raise ValueError(f"token_lifetime must be a whole number of seconds >= 1: {seconds!r}")
+        self._state.token_lifetime = seconds
+
+    def token_request_count(self) -> int:
+        """POST requests to the token endpoints (v1 and v2), answered or faulted."""
+        return self._state.token_request_count()
+
+    def fail_token_requests(
+        self,
+        *,
+        status: int = 503,
+        count: int | None = 1,
+        retry_after: int | None = None,
+        body: str | None = None,
+    ) -> None:
+        """Answer the next ``count`` token requests (every one if ``None``) with ``status``.
+
+        The body is Entra's JSON error (AADSTS90055 for 429, AADSTS90033 for 503) unless
+        ``body`` gives a raw one (an HTML error page, or a broken 200); ``retry_after`` adds a
+        ``Retry-After`` header. ``count=0`` switches the fault off.
+        """
+        if retry_after is not None and (
+            isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 0
+        ):
+            raise ValueError(f"retry_after must be whole seconds >= 0 or None: {retry_after!r}")
+        fault = TokenFault(status=status, retry_after=retry_after, body=body)
+        self._state.faults.fail_token_requests(fault, count)

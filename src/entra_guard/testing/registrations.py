@@ -1,0 +1,242 @@
+"""App registrations the token endpoint knows: the APIs tokens are for and the clients asking.
+
+An API is what a ``scope`` names (by App ID URI or client id) and decides the token version;
+a client holds credentials (secrets, certificates) and the app roles an admin granted it on
+each API. Both are immutable values; the :class:`Registry` swaps them under a lock, so the
+server thread never sees half a registration.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import hmac
+import secrets
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from entra_guard.config import is_guid
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+__all__ = [
+    "ApiRegistration",
+    "ClientRegistration",
+    "Registry",
+    "generate_certificate",
+    "generate_secret",
+    "load_certificates",
+]
+
+_KEY_BITS = 2048
+_CERT_LIFETIME = datetime.timedelta(days=365)
+_CERT_BACKDATE = datetime.timedelta(days=1)
+
+
+def generate_secret() -> str:
+    """A secret shaped like Entra's: 40 characters with ``Q~`` in it, so encoding is tested."""
+    token = secrets.token_urlsafe(30)
+    return f"{token[:3]}8Q~{token[3:37]}"
+
+
+def generate_certificate(name: str) -> tuple[bytes, bytes]:
+    """A self-signed RSA certificate and its unencrypted PKCS#8 key, both PEM."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=_KEY_BITS)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _CERT_BACKDATE)
+        .not_valid_after(now + _CERT_LIFETIME)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def load_certificates(pem: bytes | str) -> tuple[x509.Certificate, ...]:
+    """Every certificate in a PEM text (private keys beside them are ignored)."""
+    data = pem.encode("ascii") if isinstance(pem, str) else pem
+    try:
+        return tuple(x509.load_pem_x509_certificates(data))
+    except ValueError:
+        raise ValueError("certificate: not a PEM certificate") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRegistration:
+    """A protected API: what a ``scope`` (or v1 ``resource``) names."""
+
+    client_id: str
+    app_id_uri: str | None
+    roles: tuple[str, ...]
+    #: The manifest's ``accessTokenAcceptedVersion``: the version of every token issued for it.
+    access_token_version: Literal["1.0", "2.0"]
+
+    def named_by(self, resource: str) -> bool:
+        """Whether ``resource`` names this API (Entra compares both without regard to case)."""
+        wanted = resource.lower().removesuffix("/")
+        uri = (self.app_id_uri or "").lower().removesuffix("/")
+        return wanted == self.client_id or (bool(uri) and wanted == uri)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRegistration:
+    """A confidential client. Secrets and keys stay out of the repr, whatever prints it."""
+
+    client_id: str
+    name: str
+    #: Roles granted, keyed by the API's client id.
+    roles: Mapping[str, tuple[str, ...]]
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    certificates: tuple[x509.Certificate, ...] = field(default=(), repr=False)
+    #: The key of a certificate the emulator generated, for the test to sign with.
+    private_key_pem: bytes | None = field(default=None, repr=False)
+
+    @property
+    def secret(self) -> str | None:
+        """The first secret, or ``None``."""
+        return self.secrets[0] if self.secrets else None
+
+    @property
+    def certificate_pem(self) -> bytes | None:
+        """The first certificate as PEM, or ``None``."""
+        if not self.certificates:
+            return None
+        return self.certificates[0].public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def certificate_thumbprint(self) -> str | None:
+        """SHA-1 thumbprint of the first certificate in upper-case hex, as the portal shows it."""
+        if not self.certificates:
+            return None
+        return self.certificates[0].fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303
+
+    def has_secret(self, candidate: str) -> bool:
+        """Constant-time comparison against every registered secret."""
+        given = candidate.encode("utf-8")
+        return any(hmac.compare_digest(given, s.encode("utf-8")) for s in self.secrets)
+
+    def certificate_by_thumbprint(self, digest: bytes, algorithm: str) -> x509.Certificate | None:
+        """The registered certificate whose DER ``sha1``/``sha256`` digest is ``digest``."""
+        for certificate in self.certificates:
+            der = certificate.public_bytes(serialization.Encoding.DER)
+            if hmac.compare_digest(hashlib.new(algorithm, der).digest(), digest):
+                return certificate
+        return None
+
+
+class Registry:
+    """The registered APIs and clients of one emulator."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._apis: tuple[ApiRegistration, ...] = ()
+        self._clients: dict[str, ClientRegistration] = {}
+
+    def add_api(
+        self,
+        *,
+        app_id_uri: str | None,
+        roles: Iterable[str],
+        access_token_version: str,
+        client_id: str | None,
+    ) -> ApiRegistration:
+        if access_token_version not in ("1.0", "2.0"):
+            raise ValueError(
+                f"access_token_version must be '1.0' or '2.0', got {access_token_version!r}"
+            )
+        if app_id_uri is not None and (not isinstance(app_id_uri, str) or not app_id_uri.strip()):
+            raise ValueError(f"app_id_uri must be a non-empty string or None, got {app_id_uri!r}")
+        api = ApiRegistration(
+            client_id=_client_id(client_id),
+            app_id_uri=app_id_uri,
+            roles=_names("roles", roles),
+            access_token_version=access_token_version,  # type: ignore[arg-type]  # checked
+        )
+        with self._lock:
+            for other in self._apis:
+                if other.client_id == api.client_id or (
+                    app_id_uri is not None and other.named_by(app_id_uri)
+                ):
+                    raise ValueError(f"an API with client id or App ID URI {app_id_uri!r} exists")
+            self._apis = (*self._apis, api)
+        return api
+
+    def add_client(
+        self,
+        *,
+        name: str,
+        roles: Mapping[str, Iterable[str]],
+        secrets: Iterable[str],
+        certificates: Iterable[x509.Certificate],
+        private_key_pem: bytes | None,
+        client_id: str | None,
+    ) -> ClientRegistration:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        client = ClientRegistration(
+            client_id=_client_id(client_id),
+            name=name,
+            roles=self._grants(roles),
+            secrets=_names("secrets", secrets),
+            certificates=tuple(certificates),
+            private_key_pem=private_key_pem,
+        )
+        with self._lock:
+            if client.client_id in self._clients:
+                raise ValueError(f"a client with client id {client.client_id!r} exists")
+            self._clients = {**self._clients, client.client_id: client}
+        return client
+
+    def _grants(self, roles: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, ...]]:
+        """Grants keyed by API client id; an API must exist and define every role granted."""
+        grants: dict[str, tuple[str, ...]] = {}
+        for resource, names in roles.items():
+            api = self.find_api(resource)
+            if api is None:
+                raise ValueError(f"roles: no API is registered as {resource!r}; register it first")
+            granted = _names(f"roles[{resource!r}]", names)
+            undefined = sorted(set(granted) - set(api.roles))
+            if undefined:
+                raise ValueError(f"roles: {resource!r} defines no app roles {undefined}")
+            grants[api.client_id] = tuple(dict.fromkeys((*grants.get(api.client_id, ()), *granted)))
+        return grants
+
+    def find_api(self, resource: str) -> ApiRegistration | None:
+        return next((api for api in self._apis if api.named_by(resource)), None)
+
+    def client(self, client_id: str) -> ClientRegistration | None:
+        return self._clients.get(client_id.lower())
+
+
+def _client_id(value: str | None) -> str:
+    if value is None:
+        return str(uuid.uuid4())
+    if not isinstance(value, str) or not is_guid(value):
+        raise ValueError(f"client_id must be a GUID (or None to generate one), got {value!r}")
+    return value.lower()
+
+
+def _names(what: str, values: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(values, str):
+        raise ValueError(f"{what} must be a list of strings, not the string {values!r}")
+    items = tuple(values)
+    for item in items:
+        if not isinstance(item, str) or not item or item != item.strip():
+            raise ValueError(f"{what}: {item!r} is not a non-empty string without spaces")
+    return tuple(dict.fromkeys(items))

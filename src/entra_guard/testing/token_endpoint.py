@@ -1,0 +1,226 @@
+"""The client-credentials grant of ``/{tenant}/oauth2/v2.0/token`` and ``/{tenant}/oauth2/token``.
+
+Checks run in Entra's order: the tenant, the grant, the parameters, the client and its
+credential, and only then the resource, so an unauthenticated caller learns nothing about the
+APIs registered. The token comes from the same builder as :meth:`EntraEmulator.issue_token`;
+its version is the API's ``access_token_version``, never the endpoint's. The v1 endpoint takes
+``resource`` instead of ``scope`` and answers its numbers as strings, as Entra's does.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from urllib.parse import parse_qsl, unquote_plus
+
+from starlette.responses import JSONResponse, Response
+
+from entra_guard.testing.assertions import verify_assertion
+from entra_guard.testing.tenants import resolve_tenant
+from entra_guard.testing.token_errors import TokenError
+from entra_guard.testing.tokens import build_claims, build_header, sign
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from starlette.requests import Request
+
+    from entra_guard.testing.registrations import ApiRegistration, ClientRegistration
+    from entra_guard.testing.state import EmulatorState
+
+__all__ = ["ASSERTION_TYPE", "EndpointVersion", "token_path", "token_response"]
+
+EndpointVersion: TypeAlias = Literal["1.0", "2.0"]
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+_TENANTLESS = frozenset({"common", "organizations", "consumers"})
+_NO_STORE = {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"}
+_DEFAULT_SUFFIX = "/.default"
+# Client authentication reference values for azpacr / appidacr.
+_BY_SECRET, _BY_CERTIFICATE = "1", "2"
+
+
+def token_path(segment: str, version: EndpointVersion) -> str:
+    infix = "/v2.0" if version == "2.0" else ""
+    return f"/{segment}/oauth2{infix}/token"
+
+
+async def token_response(
+    state: EmulatorState, request: Request, version: EndpointVersion
+) -> Response:
+    """Answer one token request (faults were applied by the caller)."""
+    form = _form(await request.body())
+    endpoint = str(request.url.replace(query="", fragment=""))
+    try:
+        answer = _grant(
+            state,
+            form,
+            segment=str(request.path_params["tenant"]),
+            endpoint=endpoint,
+            basic=_basic_credentials(request.headers.get("authorization")),
+            version=version,
+        )
+    except TokenError as error:
+        return error.response(state.instance)
+    return JSONResponse(answer, headers=_NO_STORE)
+
+
+def _grant(
+    state: EmulatorState,
+    form: Mapping[str, str],
+    *,
+    segment: str,
+    endpoint: str,
+    basic: tuple[str, str] | None,
+    version: EndpointVersion,
+) -> dict[str, Any]:
+    tenant = resolve_tenant(segment)
+    if tenant is None:
+        raise TokenError.unknown_tenant(segment)
+    grant_type = _required(form, "grant_type")
+    if grant_type != "client_credentials":
+        raise TokenError.unsupported_grant(grant_type)
+    if tenant.segment in _TENANTLESS:
+        raise TokenError.tenantless_endpoint(tenant.segment)
+    if tenant.tid != state.tenant_id:
+        raise TokenError.unknown_tenant(segment)
+
+    client_id = form.get("client_id") or (basic[0] if basic else "")
+    if not client_id:
+        raise TokenError.missing_parameter("client_id")
+    resource = _resource(form, version)
+    client = state.registry.client(client_id)
+    if client is None:
+        raise TokenError.unknown_client(client_id, state.tenant_id)
+    acr = _authenticate(client, form, basic, endpoint)
+    api = state.registry.find_api(resource)
+    if api is None:
+        raise TokenError.resource_not_found(resource, state.tenant_id)
+    return _issue(state, client, api, resource=resource, acr=acr, version=version)
+
+
+def _resource(form: Mapping[str, str], version: EndpointVersion) -> str:
+    """The resource a v2 ``scope`` or a v1 ``resource`` names."""
+    if version == "1.0":
+        return _required(form, "resource")
+    if "resource" in form:
+        raise TokenError.resource_parameter_on_v2()
+    scope = _required(form, "scope")
+    items = scope.split()
+    if any(not item.endswith(_DEFAULT_SUFFIX) for item in items):
+        raise TokenError.scope_without_default(scope)
+    resources = list(dict.fromkeys(item.removesuffix(_DEFAULT_SUFFIX) for item in items))
+    if len(resources) > 1:
+        raise TokenError.several_resources(scope)
+    if not resources or not resources[0]:
+        raise TokenError.invalid_scope(scope)
+    return resources[0]
+
+
+def _authenticate(
+    client: ClientRegistration,
+    form: Mapping[str, str],
+    basic: tuple[str, str] | None,
+    endpoint: str,
+) -> str:
+    """The client-authentication reference value, once the credential checks out."""
+    secret = form.get("client_secret") or (basic[1] if basic else None)
+    assertion = form.get("client_assertion")
+    if basic is not None and basic[0].lower() != client.client_id:
+        raise TokenError.invalid_secret(client.client_id)
+    if secret and assertion:
+        raise TokenError.two_credentials()
+    if assertion:
+        assertion_type = _required(form, "client_assertion_type")
+        if assertion_type != ASSERTION_TYPE:
+            raise TokenError.malformed_assertion(
+                f"The client_assertion_type must be '{ASSERTION_TYPE}'."
+            )
+        verify_assertion(assertion, client=client, endpoint=endpoint, now=time.time())
+        return _BY_CERTIFICATE
+    if secret:
+        if not client.has_secret(secret):
+            raise TokenError.invalid_secret(client.client_id)
+        return _BY_SECRET
+    raise TokenError.no_credential()
+
+
+def _issue(
+    state: EmulatorState,
+    client: ClientRegistration,
+    api: ApiRegistration,
+    *,
+    resource: str,
+    acr: str,
+    version: EndpointVersion,
+) -> dict[str, Any]:
+    issued_version = api.access_token_version
+    v2_token = issued_version == "2.0"
+    lifetime = state.token_lifetime
+    claims = build_claims(
+        version=issued_version,
+        app_only=True,
+        instance=state.instance,
+        tid=state.tenant_id,
+        # v2 tokens name the API by client id; v1 tokens by whatever the client asked for.
+        audience=api.client_id if v2_token else resource,
+        client_id=client.client_id,
+        roles=client.roles.get(api.client_id, ()),
+        scopes=(),
+        now=time.time(),
+        lifetime=lifetime,
+    )
+    claims["azpacr" if v2_token else "appidacr"] = acr
+    key = state.current_key
+    token = sign(build_header(key, version=issued_version, algorithm="RS256"), claims, key, "RS256")
+    if version == "2.0":
+        return {
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "ext_expires_in": lifetime,
+            "access_token": token,
+        }
+    return {
+        "token_type": "Bearer",
+        "expires_in": str(lifetime),
+        "ext_expires_in": str(lifetime),
+        "expires_on": str(claims["exp"]),
+        "not_before": str(claims["nbf"]),
+        "resource": resource,
+        "access_token": token,
+    }
+
+
+def _form(body: bytes) -> dict[str, str]:
+    """The form's parameters; the first of repeated ones wins, anything unreadable is absent."""
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        form.setdefault(name, value)
+    return form
+
+
+def _required(form: Mapping[str, str], name: str) -> str:
+    value = form.get(name, "").strip()
+    if not value:
+        raise TokenError.missing_parameter(name)
+    return value
+
+
+def _basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """``client_secret_basic``: both halves are form-encoded before base64 (RFC 6749 2.3.1)."""
+    if not header or header[:6].lower() != "basic ":
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, colon, secret = decoded.partition(":")
+    if not colon:
+        return None
+    return unquote_plus(client_id), unquote_plus(secret)

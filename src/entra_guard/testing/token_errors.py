@@ -1,0 +1,214 @@
+"""The token endpoint's refusals, with Entra's codes, OAuth error words and texts.
+
+Texts follow what Entra really answers (as seen in Microsoft's docs and public bug reports),
+trimmed of links; clients must not branch on them, only on ``error`` and ``error_codes``.
+``invalid_client`` is answered 401, every other refusal 400, as Entra does.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import TYPE_CHECKING
+
+from entra_guard.testing.responses import entra_error
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from starlette.responses import JSONResponse
+
+__all__ = ["TokenError"]
+
+_DOCS = "https://learn.microsoft.com/entra/identity-platform/certificate-credentials"
+
+
+class TokenError(Exception):
+    """One refusal; :meth:`response` renders Entra's error body."""
+
+    def __init__(
+        self,
+        error: str,
+        code: int,
+        message: str,
+        *,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"AADSTS{code}: {message}")
+        self.error = error
+        self.code = code
+        self.message = message
+        self.status = status if status is not None else (401 if error == "invalid_client" else 400)
+        self.headers = dict(headers or {})
+
+    def response(self, instance: str) -> JSONResponse:
+        response = entra_error(
+            instance, self.status, error=self.error, code=self.code, message=self.message
+        )
+        response.headers.update(self.headers)
+        return response
+
+    # -- the request ------------------------------------------------------------------------
+
+    @classmethod
+    def missing_parameter(cls, name: str) -> TokenError:
+        return cls(
+            "invalid_request",
+            900144,
+            f"The request body must contain the following parameter: '{name}'.",
+        )
+
+    @classmethod
+    def unknown_tenant(cls, segment: str) -> TokenError:
+        return cls(
+            "invalid_request",
+            90002,
+            f"Tenant '{segment}' not found. Check to make sure you have the correct tenant ID "
+            "and are signing into the correct cloud.",
+        )
+
+    @classmethod
+    def tenantless_endpoint(cls, segment: str) -> TokenError:
+        hint = (
+            "Please use the tenant-specific endpoint."
+            if segment == "organizations"
+            else "Please use the /organizations or tenant-specific endpoint."
+        )
+        return cls(
+            "invalid_request",
+            9001023,
+            f"The grant type is not supported over the /common or /consumers endpoints. {hint}",
+        )
+
+    @classmethod
+    def unsupported_grant(cls, grant_type: str) -> TokenError:
+        return cls(
+            "unsupported_grant_type",
+            70003,
+            f"The app requested an unsupported grant type '{grant_type}'.",
+        )
+
+    @classmethod
+    def resource_parameter_on_v2(cls) -> TokenError:
+        return cls("invalid_request", 901002, "The 'resource' request parameter is not supported.")
+
+    # -- the scope and the resource -----------------------------------------------------------
+
+    @classmethod
+    def scope_without_default(cls, scope: str) -> TokenError:
+        return cls(
+            "invalid_scope",
+            1002012,
+            f"The provided value for scope {scope} is not valid. Client credential flows must "
+            "have a scope value with /.default suffixed to the resource identifier "
+            "(application ID URI).",
+        )
+
+    @classmethod
+    def several_resources(cls, scope: str) -> TokenError:
+        return cls(
+            "invalid_scope",
+            700022,
+            "The provided value for the input parameter scope is not valid because it contains "
+            f"more than one resource. Scope {scope} is not valid.",
+        )
+
+    @classmethod
+    def invalid_scope(cls, scope: str) -> TokenError:
+        return cls(
+            "invalid_scope",
+            70011,
+            "The provided request must include a 'scope' input parameter. The provided value "
+            f"for the input parameter 'scope' is not valid. The scope {scope} is not valid.",
+        )
+
+    @classmethod
+    def resource_not_found(cls, resource: str, tenant: str) -> TokenError:
+        return cls(
+            "invalid_resource",
+            500011,
+            f"The resource principal named {resource} was not found in the tenant named "
+            f"{tenant}. This can happen if the application has not been installed by the "
+            "administrator of the tenant or consented to by any user in the tenant. You might "
+            "have sent your authentication request to the wrong tenant.",
+        )
+
+    # -- the client -------------------------------------------------------------------------
+
+    @classmethod
+    def unknown_client(cls, client_id: str, tenant: str) -> TokenError:
+        return cls(
+            "unauthorized_client",
+            700016,
+            f"Application with identifier '{client_id}' was not found in the directory "
+            f"'{tenant}'. This can happen if the application has not been installed by the "
+            "administrator of the tenant or consented to by any user in the tenant. You may "
+            "have sent your authentication request to the wrong tenant.",
+        )
+
+    @classmethod
+    def no_credential(cls) -> TokenError:
+        return cls(
+            "invalid_client",
+            7000218,
+            "The request body must contain the following parameter: 'client_assertion' or "
+            "'client_secret'.",
+        )
+
+    @classmethod
+    def two_credentials(cls) -> TokenError:
+        return cls(
+            "invalid_request",
+            900144,
+            "The request body must contain only one of the following parameters: "
+            "'client_assertion' or 'client_secret'.",
+        )
+
+    @classmethod
+    def invalid_secret(cls, client_id: str) -> TokenError:
+        return cls(
+            "invalid_client",
+            7000215,
+            "Invalid client secret provided. Ensure the secret being sent in the request is the "
+            f"client secret value, not the client secret ID, for a secret added to app "
+            f"'{client_id}'.",
+        )
+
+    # -- the client assertion ---------------------------------------------------------------
+
+    @classmethod
+    def malformed_assertion(cls, reason: str) -> TokenError:
+        return cls("invalid_client", 50027, f"JWT token is invalid or malformed. {reason}")
+
+    @classmethod
+    def assertion_signature(cls, reason: str, thumbprint: str) -> TokenError:
+        return cls(
+            "invalid_client",
+            700027,
+            f"Client assertion contains an invalid signature. [Reason - {reason}, Thumbprint "
+            f"of key used by client: '{thumbprint}']",
+        )
+
+    @classmethod
+    def assertion_client_mismatch(cls) -> TokenError:
+        return cls(
+            "invalid_client",
+            700021,
+            "Client assertion application identifier doesn't match 'client_id' parameter. "
+            f"Review the documentation at {_DOCS}.",
+        )
+
+    @classmethod
+    def assertion_time(cls, now: float, nbf: float | None, exp: float, why: str) -> TokenError:
+        return cls(
+            "invalid_client",
+            700024,
+            f"Client assertion is not within its valid time range{why}. Current time: "
+            f"{_iso(now)}, assertion valid from {_iso(nbf or 0)}, expiry time of assertion "
+            f"{_iso(exp)}. Review the documentation at {_DOCS}.",
+        )
+
+
+def _iso(seconds: float) -> str:
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f0Z")

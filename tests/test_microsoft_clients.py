@@ -1,0 +1,186 @@
+"""Microsoft's own clients (MSAL Python, azure-identity) get tokens from the emulator over HTTPS.
+
+If they work unchanged against it, the emulator speaks Entra's protocol, not just ours: MSAL
+discovers the tenant's metadata, follows its ``token_endpoint``, signs assertions its own way
+(PS256 with ``x5t#S256`` and an ``x5c`` chain, or RS256 with ``x5t``) and reads the answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import jwt
+import msal
+import pytest
+from azure.core.exceptions import ClientAuthenticationError
+from azure.identity import CertificateCredential, ClientSecretCredential
+
+from entra_guard import TokenValidator
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from entra_guard.testing import EntraEmulator
+    from entra_guard.testing.registrations import ApiRegistration, ClientRegistration
+
+SCOPE = "api://orders/.default"
+
+
+@dataclass(frozen=True)
+class Tenant:
+    idp: EntraEmulator
+    orders: ApiRegistration
+    legacy: ApiRegistration
+    app: ClientRegistration
+
+    @property
+    def authority(self) -> str:
+        return f"{self.idp.instance}/{self.idp.tenant_id}"
+
+    @property
+    def ca_bundle(self) -> str:
+        assert self.idp.ca_bundle is not None
+        return self.idp.ca_bundle
+
+
+@pytest.fixture
+def tenant(entra_emulator_https: EntraEmulator, monkeypatch: pytest.MonkeyPatch) -> Tenant:
+    # requests lets these variables override a Session's own ``verify`` (psf/requests#3829),
+    # and MSAL passes our CA as exactly that; unset, MSAL's ``verify=`` is what counts.
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    idp = entra_emulator_https
+    orders = idp.register_api(app_id_uri="api://orders", roles=["Orders.Read"])
+    legacy = idp.register_api(app_id_uri="api://legacy", access_token_version="1.0")
+    app = idp.register_client(
+        name="daemon", roles={"api://orders": ["Orders.Read"]}, certificate=True
+    )
+    return Tenant(idp, orders, legacy, app)
+
+
+@pytest.fixture
+def msal_app(tenant: Tenant) -> Iterator[Any]:
+    """Builds MSAL confidential clients that trust the emulator's CA; closes them after."""
+    made: list[msal.ConfidentialClientApplication] = []
+
+    def build(credential: Any) -> msal.ConfidentialClientApplication:
+        app = msal.ConfidentialClientApplication(
+            tenant.app.client_id,
+            authority=tenant.authority,
+            client_credential=credential,
+            instance_discovery=False,
+            verify=tenant.ca_bundle,
+        )
+        made.append(app)
+        return app
+
+    yield build
+    for app in made:
+        app.http_client.close()  # a kept-alive connection would stall the emulator's stop
+
+
+async def validate(tenant: Tenant, token: str, audience: str) -> dict[str, Any]:
+    config = tenant.idp.config(audiences=[audience])
+    async with (
+        httpx.AsyncClient(verify=tenant.idp.ssl_context()) as http,
+        TokenValidator(config, http_client=http) as validator,
+    ):
+        principal = await validator.validate(token)
+    assert principal.client_id == tenant.app.client_id
+    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    return claims
+
+
+async def test_msal_with_a_secret(tenant: Tenant, msal_app: Any) -> None:
+    app = msal_app(tenant.app.secret)
+    result = app.acquire_token_for_client(scopes=[SCOPE])
+    assert "access_token" in result, result.get("error_description")
+    assert (result["token_type"], result["expires_in"]) == ("Bearer", 3599)
+    assert result["token_source"] == "identity_provider"
+    claims = await validate(tenant, result["access_token"], tenant.orders.client_id)
+    assert (claims["azpacr"], claims["roles"]) == ("1", ["Orders.Read"])
+
+    again = app.acquire_token_for_client(scopes=[SCOPE])
+    assert again["token_source"] == "cache"
+    assert again["access_token"] == result["access_token"]
+    assert tenant.idp.token_request_count() == 1
+
+
+@pytest.mark.parametrize("form", ["public_certificate", "sha1_thumbprint"])
+async def test_msal_with_a_certificate(tenant: Tenant, msal_app: Any, form: str) -> None:
+    assert tenant.app.private_key_pem is not None
+    assert tenant.app.certificate_pem is not None
+    credential: dict[str, str] = {"private_key": tenant.app.private_key_pem.decode()}
+    if form == "public_certificate":  # MSAL signs PS256, names x5t#S256, sends x5c
+        credential["public_certificate"] = tenant.app.certificate_pem.decode()
+    else:  # the legacy form: RS256 and the SHA-1 x5t
+        assert tenant.app.certificate_thumbprint is not None
+        credential["thumbprint"] = tenant.app.certificate_thumbprint
+    result = msal_app(credential).acquire_token_for_client(scopes=[SCOPE])
+    assert "access_token" in result, result.get("error_description")
+    claims = await validate(tenant, result["access_token"], tenant.orders.client_id)
+    assert claims["azpacr"] == "2"
+
+
+async def test_msal_v1_api_and_errors(tenant: Tenant, msal_app: Any) -> None:
+    result = msal_app(tenant.app.secret).acquire_token_for_client(scopes=["api://legacy/.default"])
+    assert "access_token" in result, result.get("error_description")
+    claims = jwt.decode(result["access_token"], options={"verify_signature": False})
+    assert (claims["ver"], claims["aud"], claims["appidacr"]) == ("1.0", "api://legacy", "1")
+
+    refused = msal_app("not-the-secret").acquire_token_for_client(scopes=[SCOPE])
+    assert refused["error"] == "invalid_client"
+    assert refused["error_codes"] == [7000215]
+    assert refused["error_description"].startswith("AADSTS7000215: ")
+    assert refused["correlation_id"]
+
+
+async def test_azure_identity_with_a_secret(tenant: Tenant) -> None:
+    with ClientSecretCredential(
+        tenant.idp.tenant_id,
+        tenant.app.client_id,
+        tenant.app.secret or "",
+        authority=tenant.idp.instance,
+        disable_instance_discovery=True,
+        connection_verify=tenant.ca_bundle,
+    ) as credential:
+        token = credential.get_token(SCOPE)
+    claims = await validate(tenant, token.token, tenant.orders.client_id)
+    assert token.expires_on == claims["exp"]
+    assert claims["roles"] == ["Orders.Read"]
+
+
+async def test_azure_identity_with_a_certificate(tenant: Tenant, tmp_path: Path) -> None:
+    assert tenant.app.private_key_pem is not None
+    assert tenant.app.certificate_pem is not None
+    pem = tmp_path / "daemon.pem"
+    pem.write_bytes(tenant.app.private_key_pem + tenant.app.certificate_pem)
+    with CertificateCredential(
+        tenant.idp.tenant_id,
+        tenant.app.client_id,
+        certificate_path=str(pem),
+        authority=tenant.idp.instance,
+        disable_instance_discovery=True,
+        connection_verify=tenant.ca_bundle,
+    ) as credential:
+        token = credential.get_token(SCOPE)
+    claims = await validate(tenant, token.token, tenant.orders.client_id)
+    assert claims["azpacr"] == "2"
+
+
+def test_azure_identity_reports_entra_errors(tenant: Tenant) -> None:
+    with (
+        ClientSecretCredential(
+            tenant.idp.tenant_id,
+            tenant.app.client_id,
+            "not-the-secret",
+            authority=tenant.idp.instance,
+            disable_instance_discovery=True,
+            connection_verify=tenant.ca_bundle,
+        ) as credential,
+        pytest.raises(ClientAuthenticationError, match="AADSTS7000215"),
+    ):
+        credential.get_token(SCOPE)
