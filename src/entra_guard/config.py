@@ -138,7 +138,7 @@ class EntraConfig:
         setattr_(self, "audiences", audiences)
         setattr_(self, "_normalized_audiences", frozenset(a.removesuffix("/") for a in audiences))
 
-        setattr_(self, "instance", _check_instance(self.instance))
+        setattr_(self, "instance", check_instance(self.instance))
 
         allowed_tenants = _guids("allowed_tenants", self.allowed_tenants)
         setattr_(self, "allowed_tenants", allowed_tenants)
@@ -272,7 +272,8 @@ class EntraConfig:
         )
 
 
-def _check_instance(instance: str) -> str:
+def check_instance(instance: str) -> str:
+    """The authority URL without a trailing slash; https, or http on a loopback host only."""
     if not isinstance(instance, str):
         raise ValueError(f"instance must be a URL string, got {instance!r}")
     url = instance.strip().rstrip("/")

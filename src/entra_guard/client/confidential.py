@@ -22,7 +22,7 @@ from entra_guard.client.endpoint import TokenEndpoint
 from entra_guard.client.errors import TokenRequestError
 from entra_guard.client.retry import RetryPolicy
 from entra_guard.client.tokens import CacheEntry
-from entra_guard.config import DEFAULT_INSTANCE, _check_instance, is_guid
+from entra_guard.config import DEFAULT_INSTANCE, check_instance, is_guid
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -77,7 +77,7 @@ class ConfidentialClient:
                 f"client_id {client_id!r} must be the app's 'Application (client) ID' (a GUID)"
             )
         self.client_id = client_id.lower()
-        self.instance = _check_instance(instance)
+        self.instance = check_instance(instance)
         self.credential = credential
         _check_number("timeout", timeout, low=0.01)
         _check_number("renew_before", renew_before, low=0.0)
