@@ -16,8 +16,15 @@ import msal
 import pytest
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import CertificateCredential, ClientSecretCredential
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
 
-from entra_guard import TokenValidator
+from entra_guard import EntraAuthMiddleware, TokenValidator
+from entra_guard.starlette import require_roles
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -184,3 +191,37 @@ def test_azure_identity_reports_entra_errors(tenant: Tenant) -> None:
         pytest.raises(ClientAuthenticationError, match="AADSTS7000215"),
     ):
         credential.get_token(SCOPE)
+
+
+def test_the_middleware_accepts_tokens_from_microsofts_clients(
+    tenant: Tenant, msal_app: Any
+) -> None:
+    msal_token = msal_app(tenant.app.secret).acquire_token_for_client(scopes=[SCOPE])
+    with ClientSecretCredential(
+        tenant.idp.tenant_id,
+        tenant.app.client_id,
+        tenant.app.secret or "",
+        authority=tenant.idp.instance,
+        disable_instance_discovery=True,
+        connection_verify=tenant.ca_bundle,
+    ) as credential:
+        azure_token = credential.get_token(SCOPE).token
+
+    @require_roles("Orders.Read")
+    async def orders(request: Request) -> JSONResponse:
+        return JSONResponse({"client_id": request.user.client_id})
+
+    config = tenant.idp.config(audiences=[tenant.orders.client_id, "api://orders"])
+    http = httpx.AsyncClient(verify=tenant.idp.ssl_context())  # trusts the emulator's CA
+    validator = TokenValidator(config, http_client=http)
+    app = Starlette(
+        routes=[Route("/orders", orders)],
+        middleware=[Middleware(EntraAuthMiddleware, validator=validator)],
+    )
+    with TestClient(app) as client:
+        for token in (msal_token["access_token"], azure_token):
+            response = client.get("/orders", headers={"Authorization": f"Bearer {token}"})
+            assert response.status_code == 200
+            assert response.json() == {"client_id": tenant.app.client_id}
+        assert client.portal is not None
+        client.portal.call(http.aclose)  # in the loop that opened its connections
