@@ -46,6 +46,7 @@ DEFAULT_FETCH_TIMEOUT = 5.0
 DEFAULT_MAX_DOCUMENT_BYTES = 512 * 1024
 # Real tokens with 200 group ids reach about 12 KB; uvicorn refuses larger headers anyway.
 DEFAULT_MAX_TOKEN_BYTES = 16 * 1024
+DEFAULT_TOKEN_CACHE_SIZE = 10_000
 
 
 def is_guid(value: str) -> bool:
@@ -106,6 +107,9 @@ class EntraConfig:
     leeway: float = DEFAULT_LEEWAY
     algorithms: Sequence[str] = ("RS256",)
     max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
+    #: Validated tokens remembered (by a SHA-256 digest of the whole token) so that a repeated
+    #: token skips the signature; never past its ``exp``. 0 turns the cache off.
+    token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE
     #: Keys are fresh this long; afterwards they keep serving while one refresh runs.
     refresh_interval: float = DEFAULT_REFRESH_INTERVAL
     #: Minimum time between refreshes forced by an unknown ``kid``, per tenant and version.
@@ -181,6 +185,11 @@ class EntraConfig:
 
         _check_number("leeway", self.leeway, low=0.0, high=_MAX_LEEWAY)
         _check_number("max_token_bytes", self.max_token_bytes, low=1024, high=1024 * 1024)
+        _check_number("token_cache_size", self.token_cache_size, low=0, high=10_000_000)
+        if not isinstance(self.token_cache_size, int):
+            raise ValueError(
+                f"token_cache_size must be a whole number, got {self.token_cache_size!r}"
+            )
         _check_number("min_refresh_interval", self.min_refresh_interval, low=1.0)
         _check_number("refresh_interval", self.refresh_interval, low=self.min_refresh_interval)
         _check_number(
@@ -260,6 +269,7 @@ class EntraConfig:
             allow_tokens_without_permissions=flag("ALLOW_TOKENS_WITHOUT_PERMISSIONS"),
             token_versions=versions,  # type: ignore[arg-type]  # checked in __post_init__
             leeway=number("LEEWAY_SECONDS", DEFAULT_LEEWAY),
+            token_cache_size=int(number("TOKEN_CACHE_SIZE", DEFAULT_TOKEN_CACHE_SIZE)),
             algorithms=listed("ALGORITHMS") or ("RS256",),
             refresh_interval=number("REFRESH_INTERVAL_SECONDS", DEFAULT_REFRESH_INTERVAL),
             min_refresh_interval=number(

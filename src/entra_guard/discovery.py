@@ -11,8 +11,8 @@ had:
 - an unknown ``kid`` forces at most one refresh per ``min_refresh_interval``, so tokens with
   random ``kid`` values cannot cause a fetch storm;
 - last known good: a failed refresh never discards good keys; they serve for
-  ``last_known_good_lifetime`` after the last successful fetch (a cachetools ``TTLCache``
-  enforces the bound). Only with no usable keys at all is ``KeysUnavailable`` raised;
+  ``last_known_good_lifetime`` after the last successful fetch. Only with no usable keys at
+  all is ``KeysUnavailable`` raised;
 - with no keys, failed fetches back off (1 s doubling to 30 s) and requests fail fast meanwhile;
 - bounded time, bounded size, no redirects, strict shapes: an identity provider answering
   garbage is treated as unavailable, never as a crash.
@@ -21,6 +21,7 @@ had:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import math
@@ -34,7 +35,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from cachetools import TTLCache
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from jwt.algorithms import RSAAlgorithm
 from jwt.exceptions import PyJWTError
@@ -66,6 +66,9 @@ class SigningKey:
     issuer: str | None
     #: The JWK ``alg`` member, when the key is pinned to one algorithm.
     alg: str | None
+    #: Identifies what the key is (``n``, ``e``, ``issuer``, ``alg``), so that a refresh which
+    #: publishes the same key again is seen to keep it.
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,10 +120,10 @@ class KeyStore:
             timeout=httpx.Timeout(config.fetch_timeout),
             headers={"Accept": "application/json"},
         )
-        # The TTL bounds how long keys serve after the last successful fetch (last known good).
-        self._keysets: TTLCache[TokenVersion, KeySet] = TTLCache(
-            maxsize=4, ttl=config.last_known_good_lifetime, timer=clock
-        )
+        # Plain dicts with explicit deadlines: this is read on every request, and the two
+        # deadlines (refresh, last known good) are the whole policy, so they stay in sight.
+        self._keysets: dict[TokenVersion, KeySet] = {}
+        self._usable_until: dict[TokenVersion, float] = {}
         self._refresh_at: dict[TokenVersion, float] = {}
         self._forced_at: dict[TokenVersion, float] = {}
         self._retry_at: dict[TokenVersion, float] = {}
@@ -132,18 +135,40 @@ class KeyStore:
         suffix = "/v2.0" if version == "2.0" else ""
         return f"{base}{suffix}/.well-known/openid-configuration"
 
+    def current(self, version: TokenVersion) -> KeySet | None:
+        """The key set in hand, without waiting (``None``: it must be fetched first).
+
+        A stale key set is returned as it is, and one background refresh is started.
+        """
+        keyset = self._keysets.get(version)
+        if keyset is None:
+            return None
+        now = self._clock()
+        if now >= self._usable_until[version]:  # last known good for too long: drop it
+            del self._keysets[version]
+            return None
+        if now >= self._refresh_at[version] and version not in self._inflight:
+            self._start_refresh(version)
+        return keyset
+
+    def is_current(self, version: TokenVersion, key: SigningKey) -> bool:
+        """Whether ``key`` is still published (the same key material under the same id)."""
+        keyset = self.current(version)
+        if keyset is None:
+            return False
+        now = keyset.find(key.kid, None if key.kid else key.x5t)
+        return now is key or (now is not None and now.fingerprint == key.fingerprint)
+
     async def get_key_set(self, version: TokenVersion) -> KeySet:
         """The key set for ``version``; fetches on first use and refreshes when stale."""
-        keyset = self._keysets.get(version)
-        now = self._clock()
+        keyset = self.current(version)
         if keyset is None:
+            now = self._clock()
             if now < self._retry_at.get(version, -math.inf):
                 raise self._unavailable(version, now)
             keyset = await self._join_refresh(version)
             if keyset is None:
                 raise self._unavailable(version, self._clock())
-        elif now >= self._refresh_at.get(version, math.inf) and version not in self._inflight:
-            self._start_refresh(version)
         return keyset
 
     async def find_key(
@@ -207,6 +232,7 @@ class KeyStore:
         now = self._clock()
         interval = self._config.refresh_interval
         self._keysets[version] = keyset
+        self._usable_until[version] = now + self._config.last_known_good_lifetime
         self._refresh_at[version] = now + interval + random.uniform(0, _JITTER * interval)  # noqa: S311
         self._failures.pop(version, None)
         self._retry_at.pop(version, None)
@@ -219,7 +245,7 @@ class KeyStore:
         now = self._clock()
         failures = self._failures.get(version, 0) + 1
         self._failures[version] = failures
-        if version in self._keysets:
+        if self.current(version) is not None:
             # keys in hand keep serving; try again after the forced-refresh interval
             self._refresh_at[version] = now + self._config.min_refresh_interval
             logger.warning(
@@ -315,12 +341,15 @@ def _parse_jwk(jwk: Mapping[str, Any]) -> SigningKey | None:
     if public.key_size < _MIN_RSA_BITS:
         return None
     issuer, alg = jwk.get("issuer"), jwk.get("alg")
+    issuer = issuer if isinstance(issuer, str) and issuer else None
+    alg = alg if isinstance(alg, str) else None
     return SigningKey(
         kid=kid,
         x5t=x5t if _is_key_id(x5t) else None,
         public_key=public,
-        issuer=issuer if isinstance(issuer, str) and issuer else None,
-        alg=alg if isinstance(alg, str) else None,
+        issuer=issuer,
+        alg=alg,
+        fingerprint=hashlib.sha256(f"{n}.{e}.{issuer}.{alg}".encode()).hexdigest(),
     )
 
 

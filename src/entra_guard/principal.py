@@ -33,10 +33,15 @@ class EntraPrincipal:
     #: True for a client-credentials token (``idtyp == "app"``, or no delegated ``scp``).
     app_only: bool
     version: TokenVersion
-    expires_at: datetime
+    #: ``exp``, in Unix seconds.
+    expires_on: float
     name: str | None = None
     preferred_username: str | None = None
     claims: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+
+    @property
+    def expires_at(self) -> datetime:
+        return datetime.fromtimestamp(self.expires_on, tz=timezone.utc)
 
     # Starlette's BaseUser interface, by duck typing, so that ``request.user`` is the principal.
     @property
@@ -67,28 +72,26 @@ class EntraPrincipal:
     def from_claims(
         cls, claims: Mapping[str, Any], *, version: TokenVersion, client_id: str
     ) -> EntraPrincipal:
-        """Build from claims the validator has already checked (types included)."""
-        scp = claims.get("scp")
+        """Build from claims the validator has already checked (types included).
+
+        A ``dict`` is taken over, not copied: the validator hands in the payload it just parsed.
+        """
+        get = claims.get
+        scp = get("scp")
         scopes = frozenset(scp.split()) if isinstance(scp, str) else frozenset()
-        roles = frozenset(claims.get("roles") or ())
-        app_only = claims.get("idtyp") == "app" or not scopes
+        oid, sub, name = get("oid"), get("sub"), get("name")
+        username = get("preferred_username") or get("upn")
         return cls(
             tenant_id=claims["tid"],
             client_id=client_id,
-            object_id=_optional_str(claims, "oid"),
-            subject=_optional_str(claims, "sub"),
-            roles=roles,
+            object_id=oid if isinstance(oid, str) else None,
+            subject=sub if isinstance(sub, str) else None,
+            roles=frozenset(get("roles") or ()),
             scopes=scopes,
-            app_only=app_only,
+            app_only=get("idtyp") == "app" or not scopes,
             version=version,
-            expires_at=datetime.fromtimestamp(claims["exp"], tz=timezone.utc),
-            name=_optional_str(claims, "name"),
-            preferred_username=_optional_str(claims, "preferred_username")
-            or _optional_str(claims, "upn"),
-            claims=MappingProxyType(dict(claims)),
+            expires_on=claims["exp"],
+            name=name if isinstance(name, str) else None,
+            preferred_username=username if isinstance(username, str) else None,
+            claims=MappingProxyType(claims if isinstance(claims, dict) else dict(claims)),
         )
-
-
-def _optional_str(claims: Mapping[str, Any], name: str) -> str | None:
-    value = claims.get(name)
-    return value if isinstance(value, str) else None

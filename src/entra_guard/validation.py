@@ -8,10 +8,11 @@ defaults, and because a strict parser is the cheapest guard against hostile inpu
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, TypeAlias, cast
 
 import httpx
 from jwt.algorithms import Algorithm, get_default_algorithms
@@ -21,10 +22,14 @@ from entra_guard.claims import check_claims
 from entra_guard.config import EntraConfig, TokenVersion
 from entra_guard.discovery import KeyStore, SigningKey
 from entra_guard.errors import InvalidToken
-from entra_guard.parsing import ParsedToken, parse_token
+from entra_guard.parsing import decode_json, decode_segment, split_token
 from entra_guard.principal import EntraPrincipal
+from entra_guard.token_cache import VerifiedToken, VerifiedTokenCache
 
 __all__ = ["TokenValidator"]
+
+_Header: TypeAlias = tuple[Algorithm, str, "str | None", "str | None"]
+_MAX_HEADERS = 256
 
 
 class TokenValidator:
@@ -51,6 +56,13 @@ class TokenValidator:
         self._algorithms: dict[str, Algorithm] = {
             name: available[name] for name in config.algorithms
         }
+        self.cache = (
+            VerifiedTokenCache(config.token_cache_size, leeway=config.leeway)
+            if config.token_cache_size
+            else None
+        )
+        # Checked headers by their base64url text: every token a key signs has the same header.
+        self._headers: dict[str, _Header] = {}
 
     async def validate(self, token: str | bytes, *, now: float | None = None) -> EntraPrincipal:
         """Return the caller for a valid token, or raise an ``EntraGuardError``.
@@ -64,25 +76,59 @@ class TokenValidator:
                 raise InvalidToken(
                     "malformed_token", "The token is malformed: it contains non-ASCII bytes"
                 ) from None
-        parsed = parse_token(token, max_bytes=self.config.max_token_bytes)
-        algorithm, alg, kid, x5t = self.check_header(parsed.header)
-        version = self.token_version(parsed.payload)
+        when = self._clock() if now is None else now
+        cache = self.cache
+        if cache is None or len(token) > self.config.max_token_bytes:
+            return (await self._validate(token, when)).principal
+        digest = cache.digest(token)
+        principal = cache.get(digest, now=when, keys=self.key_store)
+        if principal is not None:
+            return principal
+        verified = await self._validate(token, when)
+        cache.put(digest, verified)
+        return verified.principal
 
-        keyset, key = await self.key_store.find_key(version, kid, x5t)
-        if key is None:
-            raise InvalidToken("key_not_found", "The signature key was not found")
-        self.verify_signature(parsed, algorithm, alg, key)
+    async def _validate(self, token: str, now: float) -> VerifiedToken:
+        header_b64, payload_b64, signature_b64 = split_token(
+            token, max_bytes=self.config.max_token_bytes
+        )
+        algorithm, alg, kid, x5t = self._header(header_b64)
+        claims = decode_json(payload_b64, "payload")
+        version = self.token_version(claims)
 
-        return check_claims(
-            parsed.payload,
-            config=self.config,
-            keyset=keyset,
-            key=key,
+        keyset = self.key_store.current(version)
+        key = keyset.find(kid, x5t) if keyset is not None else None
+        if keyset is None or key is None:  # first use, or an unknown key: may fetch
+            keyset, key = await self.key_store.find_key(version, kid, x5t)
+            if key is None:
+                raise InvalidToken("key_not_found", "The signature key was not found")
+        signing_input = token[: len(header_b64) + 1 + len(payload_b64)].encode("ascii")
+        self.verify_signature(signing_input, decode_segment(signature_b64), algorithm, alg, key)
+
+        principal = check_claims(
+            claims, config=self.config, keyset=keyset, key=key, version=version, now=now
+        )
+        nbf, iat = claims.get("nbf"), claims.get("iat")
+        return VerifiedToken(
+            principal=principal,
             version=version,
-            now=self._clock() if now is None else now,
+            key=key,
+            not_before=max(
+                nbf if nbf is not None else -math.inf, iat if iat is not None else -math.inf
+            ),
+            expires=claims["exp"],
         )
 
-    def check_header(self, header: dict[str, Any]) -> tuple[Algorithm, str, str | None, str | None]:
+    def _header(self, header_b64: str) -> _Header:
+        checked = self._headers.get(header_b64)
+        if checked is None:
+            checked = self.check_header(decode_json(header_b64, "header"))
+            if len(self._headers) >= _MAX_HEADERS:
+                self._headers.clear()  # many distinct headers: odd traffic, start over
+            self._headers[header_b64] = checked
+        return checked
+
+    def check_header(self, header: dict[str, Any]) -> _Header:
         """The header rules; returns the algorithm, its name, and the ``kid`` and ``x5t``."""
         alg = header.get("alg")
         algorithm = self._algorithms.get(alg) if isinstance(alg, str) else None
@@ -110,7 +156,7 @@ class TokenValidator:
         if not kid and not x5t:
             raise InvalidToken("key_not_found", "The token names no signing key ('kid')")
         # jku, x5u, jwk and x5c are never read: keys come only from the tenant's own metadata.
-        return algorithm, cast(str, alg), kid or None, x5t or None
+        return algorithm, cast("str", alg), kid or None, x5t or None
 
     def token_version(self, payload: dict[str, Any]) -> TokenVersion:
         """The token's ``ver``, if this API accepts it."""
@@ -120,17 +166,17 @@ class TokenValidator:
             raise InvalidToken(
                 "version_not_accepted", "The token's version ('ver') is not accepted"
             )
-        return cast(TokenVersion, version)
+        return cast("TokenVersion", version)
 
     @staticmethod
     def verify_signature(
-        parsed: ParsedToken, algorithm: Algorithm, alg: str, key: SigningKey
+        signing_input: bytes, signature: bytes, algorithm: Algorithm, alg: str, key: SigningKey
     ) -> None:
-        """Raise ``InvalidToken`` unless ``key`` signed the token with ``alg``."""
+        """Raise ``InvalidToken`` unless ``key`` signed ``signing_input`` with ``alg``."""
         if key.alg is not None and key.alg != alg:
             raise InvalidToken("invalid_signature", "The token's signature is invalid")
         try:
-            valid = algorithm.verify(parsed.signing_input, key.public_key, parsed.signature)
+            valid = algorithm.verify(signing_input, key.public_key, signature)
         except (PyJWTError, ValueError, TypeError):  # the one place PyJWT's errors are translated
             valid = False
         if not valid:

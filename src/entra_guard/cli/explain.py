@@ -137,7 +137,9 @@ async def check_token(
         step("signing key", lambda: kid or x5t, lambda k: f"{k} in {keyset.jwks_uri}")
         step(
             "signature",
-            lambda: validator.verify_signature(parsed, algorithm, alg, key),
+            lambda: validator.verify_signature(
+                parsed.signing_input, parsed.signature, algorithm, alg, key
+            ),
             lambda _: "valid",
         )
         step(
