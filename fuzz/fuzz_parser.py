@@ -15,7 +15,7 @@ from types import MappingProxyType
 
 import atheris
 
-with atheris.instrument_imports():
+with atheris.instrument_imports(include=["entra_guard"]):
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     from entra_guard.claims import check_claims
