@@ -92,6 +92,8 @@ async def _document(
     if request.method == "GET":
         state.record_fetch(kind, segment, version)
     fault = await _apply_faults(state, documents=True)
+    if fault is None:
+        fault = _broken_document(state.faults.document_fault, kind)
     if fault is not None:
         return fault
     tenant = resolve_tenant(segment)
@@ -119,6 +121,26 @@ async def _document(
     else:
         document = jwks_document(state.instance, tenant, version, state.published_keys)
     return JSONResponse(document, headers=_CACHE_HEADERS)
+
+
+_HUGE_DOCUMENT = b'{"keys": [], "padding": "' + b"x" * (4 * 1024 * 1024) + b'"}'
+_UNUSABLE_KEYS = {
+    "keys": [
+        {"kty": "EC", "use": "sig", "kid": "ec", "crv": "P-256", "x": "AA", "y": "AA"},
+        {"kty": "RSA", "use": "enc", "kid": "enc", "n": "AQAB", "e": "AQAB"},
+    ]
+}
+
+
+def _broken_document(fault: str | None, kind: DocumentKind) -> Response | None:
+    """The 200 answer with a broken body that ``EmulatorState.faults.document_fault`` asks for."""
+    if fault == "invalid-json":
+        return Response(b'{"issuer": "https://login.micro', media_type="application/json")
+    if fault == "huge":
+        return Response(_HUGE_DOCUMENT, media_type="application/json")
+    if fault == "no-usable-keys" and kind == "jwks":
+        return JSONResponse(_UNUSABLE_KEYS)
+    return None
 
 
 async def _apply_faults(state: EmulatorState, *, documents: bool) -> Response | None:

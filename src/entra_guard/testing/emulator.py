@@ -22,7 +22,7 @@ from entra_guard.testing.documents import jwks_path, metadata_path
 from entra_guard.testing.keys import EmulatorKey
 from entra_guard.testing.registration_facade import RegistrationMethods
 from entra_guard.testing.server import BackgroundServer
-from entra_guard.testing.state import EmulatorState, Replay
+from entra_guard.testing.state import DocumentFault, EmulatorState, Replay
 from entra_guard.testing.tenants import resolve_tenant, token_tenant_id
 from entra_guard.testing.tls import TLSMaterial
 from entra_guard.testing.tokens import (
@@ -303,6 +303,16 @@ class EntraEmulator(RegistrationMethods):
     @fail_status.setter
     def fail_status(self, status: int | None) -> None:
         self._state.faults.fail_status = status
+
+    @property
+    def document_fault(self) -> DocumentFault | None:
+        """``"invalid-json"``, ``"huge"`` (4 MiB) or ``"no-usable-keys"`` (JWKS): a 200 answer
+        with a broken body for metadata and JWKS requests; ``None`` to answer normally."""
+        return self._state.faults.document_fault
+
+    @document_fault.setter
+    def document_fault(self, fault: DocumentFault | None) -> None:
+        self._state.faults.document_fault = fault
 
     @property
     def delay(self) -> float:

@@ -12,7 +12,7 @@ import math
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
 from entra_guard.testing.registrations import Registry
 
@@ -47,11 +47,17 @@ class TokenFault:
     body: str | None = None
 
 
+#: Broken answers a document request can get: a body that is not JSON, a body far larger than
+#: any real document, or (for JWKS) a key set without one usable RSA signing key.
+DocumentFault = Literal["invalid-json", "huge", "no-usable-keys"]
+
+
 class Faults:
     """Switches that make the identity provider misbehave; add new ones here."""
 
     def __init__(self) -> None:
         self._fail_status: int | None = None
+        self._document_fault: DocumentFault | None = None
         self._delay = 0.0
         self._token_lock = threading.Lock()
         self._token_fault: TokenFault | None = None
@@ -88,6 +94,19 @@ class Faults:
         if status is not None:
             _check_status("fail_status", status, none_ok=True)
         self._fail_status = status
+
+    @property
+    def document_fault(self) -> DocumentFault | None:
+        """When set, documents are answered 200 with a broken body of this kind."""
+        return self._document_fault
+
+    @document_fault.setter
+    def document_fault(self, fault: DocumentFault | None) -> None:
+        if fault is not None and fault not in get_args(DocumentFault):
+            raise ValueError(
+                f"document_fault must be one of {get_args(DocumentFault)}, got {fault!r}"
+            )
+        self._document_fault = fault
 
     @property
     def delay(self) -> float:
