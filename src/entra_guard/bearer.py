@@ -56,13 +56,13 @@ def bearer_token(scope: Scope, *, accept_query_token: bool = False) -> str | Non
         return query_token
     if query_token is not None:
         raise InvalidRequest("multiple_token_methods", "Send the token in one place only")
-    header = found.decode("latin-1").strip(" \t")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer":
+    # Work on the bytes: this runs on every request.
+    header = found.strip(b" \t")
+    if header[:6].lower() != b"bearer" or header[6:7] not in (b" ", b""):
         raise InvalidRequest(
             "unsupported_scheme", "The Authorization header must use the Bearer scheme"
         )
-    token = token.lstrip(" ").rstrip(" \t")
+    token = header[7:].lstrip(b" ").decode("latin-1")
     if not token:
         raise InvalidRequest("empty_token", "The Authorization header carries no token")
     return token

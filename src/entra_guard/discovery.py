@@ -151,13 +151,15 @@ class KeyStore:
             self._start_refresh(version)
         return keyset
 
-    def is_current(self, version: TokenVersion, key: SigningKey) -> bool:
-        """Whether ``key`` is still published (the same key material under the same id)."""
-        keyset = self.current(version)
-        if keyset is None:
+    def is_current(self, version: TokenVersion, keyset: KeySet, key: SigningKey) -> bool:
+        """Whether ``key`` of ``keyset`` is still published (the same key under the same id)."""
+        current = self.current(version)
+        if current is keyset:  # nothing was refreshed since: the common case
+            return True
+        if current is None:
             return False
-        now = keyset.find(key.kid, None if key.kid else key.x5t)
-        return now is key or (now is not None and now.fingerprint == key.fingerprint)
+        now = current.find(key.kid, None if key.kid else key.x5t)
+        return now is not None and now.fingerprint == key.fingerprint
 
     async def get_key_set(self, version: TokenVersion) -> KeySet:
         """The key set for ``version``; fetches on first use and refreshes when stale."""

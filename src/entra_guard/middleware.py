@@ -118,12 +118,13 @@ class EntraAuthMiddleware:
 
         if principal is None:
             scope["auth"], scope["user"] = AuthCredentials(), UnauthenticatedUser()
-            await self._report(scope, 200, "anonymous", None)
         else:
             # Starlette's @requires checks these names: roles and scopes alike.
-            scope["auth"] = AuthCredentials(["authenticated", *principal.roles, *principal.scopes])
+            scope["auth"] = AuthCredentials(principal.permissions)
             scope["user"] = principal
-            await self._report(scope, 200, "authenticated", principal)
+        if self._on_outcome is not None:
+            reason = "anonymous" if principal is None else "authenticated"
+            await _report(self._on_outcome, scope, 200, reason, principal)
         scope.setdefault("state", {})[STATE_KEY] = principal
         await self._call_app(scope, receive, send)
 
@@ -163,7 +164,8 @@ class EntraAuthMiddleware:
         level = logging.WARNING if isinstance(exc, KeysUnavailable) else logging.INFO
         logger.log(level, "refused %s %s: %s (%d)", scope.get("method", "WS"), scope["path"],
                    exc.reason, exc.status_code)  # fmt: skip
-        await self._report(scope, exc.status_code, exc.reason, None)
+        if self._on_outcome is not None:
+            await _report(self._on_outcome, scope, exc.status_code, exc.reason, None)
         status, headers, body = error_response(exc)
         if scope["type"] == "http":
             await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -182,21 +184,6 @@ class EntraAuthMiddleware:
             await send({"type": "websocket.close", "code": _WS_POLICY_VIOLATION,
                         "reason": exc.description[:120]})  # fmt: skip
 
-    async def _report(
-        self, scope: Scope, status: int, reason: str, principal: EntraPrincipal | None
-    ) -> None:
-        if self._on_outcome is None:
-            return
-        outcome = AuthOutcome(
-            status, reason, scope.get("method", "WEBSOCKET"), scope["path"], principal
-        )
-        try:
-            result = self._on_outcome(outcome)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            logger.exception("the on_outcome hook failed; the request goes on")
-
     def _lifespan_send(self, send: Send) -> Send:
         async def lifespan_send(message: Message) -> None:
             if message["type"] == "lifespan.startup.complete" and self._prefetch_keys:
@@ -209,3 +196,17 @@ class EntraAuthMiddleware:
             await send(message)
 
         return lifespan_send
+
+
+async def _report(
+    hook: OutcomeHook, scope: Scope, status: int, reason: str, principal: EntraPrincipal | None
+) -> None:
+    outcome = AuthOutcome(
+        status, reason, scope.get("method", "WEBSOCKET"), scope["path"], principal
+    )
+    try:
+        result = hook(outcome)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        logger.exception("the on_outcome hook failed; the request goes on")

@@ -38,6 +38,13 @@ class EntraPrincipal:
     name: str | None = None
     preferred_username: str | None = None
     claims: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False)
+    #: ``authenticated``, the roles and the scopes: the names Starlette's ``@requires`` checks.
+    permissions: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Computed once per token, not on every request that presents it.
+        names = ("authenticated", *sorted(self.roles), *sorted(self.scopes))
+        object.__setattr__(self, "permissions", names)
 
     @property
     def expires_at(self) -> datetime:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from cachetools import LRUCache
 
 from entra_guard.config import TokenVersion
-from entra_guard.discovery import KeyStore, SigningKey
+from entra_guard.discovery import KeySet, KeyStore, SigningKey
 from entra_guard.principal import EntraPrincipal
 
 __all__ = ["VerifiedToken", "VerifiedTokenCache"]
@@ -31,6 +31,7 @@ __all__ = ["VerifiedToken", "VerifiedTokenCache"]
 class VerifiedToken:
     principal: EntraPrincipal
     version: TokenVersion
+    keyset: KeySet
     key: SigningKey
     not_before: float  # the later of nbf and iat, or -inf
     expires: float
@@ -57,7 +58,7 @@ class VerifiedTokenCache:
         if (
             now < entry.expires + leeway
             and entry.not_before <= now + leeway
-            and keys.is_current(entry.version, entry.key)
+            and keys.is_current(entry.version, entry.keyset, entry.key)
         ):
             return entry.principal
         self._entries.pop(digest, None)

@@ -112,6 +112,7 @@ class TokenValidator:
         return VerifiedToken(
             principal=principal,
             version=version,
+            keyset=keyset,
             key=key,
             not_before=max(
                 nbf if nbf is not None else -math.inf, iat if iat is not None else -math.inf
