@@ -43,7 +43,7 @@ class EntraPrincipal:
 
     def __post_init__(self) -> None:
         # Computed once per token, not on every request that presents it.
-        names = ("authenticated", *sorted(self.roles), *sorted(self.scopes))
+        names = ("authenticated", *self.roles, *self.scopes)
         object.__setattr__(self, "permissions", names)
 
     @property

@@ -16,7 +16,7 @@ is most of what validating costs. The rules that keep this safe:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from cachetools import LRUCache
 
@@ -27,8 +27,9 @@ from entra_guard.principal import EntraPrincipal
 __all__ = ["VerifiedToken", "VerifiedTokenCache"]
 
 
-@dataclass(frozen=True, slots=True)
-class VerifiedToken:
+class VerifiedToken(NamedTuple):
+    """One validated token; a tuple because one is built for every fresh token."""
+
     principal: EntraPrincipal
     version: TokenVersion
     keyset: KeySet

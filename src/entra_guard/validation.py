@@ -108,17 +108,8 @@ class TokenValidator:
         principal = check_claims(
             claims, config=self.config, keyset=keyset, key=key, version=version, now=now
         )
-        nbf, iat = claims.get("nbf"), claims.get("iat")
-        return VerifiedToken(
-            principal=principal,
-            version=version,
-            keyset=keyset,
-            key=key,
-            not_before=max(
-                nbf if nbf is not None else -math.inf, iat if iat is not None else -math.inf
-            ),
-            expires=claims["exp"],
-        )
+        nbf, iat = claims.get("nbf", -math.inf), claims.get("iat", -math.inf)
+        return VerifiedToken(principal, version, keyset, key, max(nbf, iat), claims["exp"])
 
     def _header(self, header_b64: str) -> _Header:
         checked = self._headers.get(header_b64)
