@@ -1,0 +1,306 @@
+"""Rows, the table, the machine, and the files a full run writes (README.md, results.json)."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cryptography.hazmat.backends.openssl
+
+__all__ = [
+    "Row",
+    "cpu_seconds",
+    "machine",
+    "markdown_table",
+    "mb",
+    "ms",
+    "ratio",
+    "us",
+    "write_json",
+    "write_readme",
+]
+
+HERE = Path(__file__).resolve().parent
+_PACKAGES = (
+    "entra-guard",
+    "pyjwt",
+    "cryptography",
+    "starlette",
+    "fastapi",
+    "uvicorn",
+    "h11",
+    "httptools",
+    "uvloop",
+    "httpx",
+    "fastapi-azure-auth",
+    "httpx2",
+    "pydantic",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One measurement: its figure next to the baseline measured in the same run."""
+
+    section: str
+    name: str
+    figure: str
+    baseline: str = "-"
+    ratio: str = "-"
+    target: str = "-"
+    #: ``None`` when the row has no target (it informs).
+    met: bool | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        if self.met is None:
+            return "-"
+        return "yes" if self.met else "no (missed)"
+
+
+def us(value: float) -> str:
+    return f"{value:.2f} µs" if abs(value) < 10 else f"{value:.1f} µs"
+
+
+def ms(value: float) -> str:
+    return f"{value:.2f} ms" if abs(value) < 10 else f"{value:.0f} ms"
+
+
+def mb(value_bytes: float) -> str:
+    return f"{value_bytes / 2**20:.1f} MB"
+
+
+def ratio(value: float) -> str:
+    return f"{value:.2f}x" if abs(value) < 10 else f"{value:.1f}x"
+
+
+_HEADERS = ("measurement", "figure", "baseline", "ratio", "target", "met?")
+
+
+def markdown_table(rows: Sequence[Row]) -> str:
+    """A Markdown table, padded so that it also reads well in a terminal."""
+    cells = [_HEADERS] + [
+        (r.name, r.figure, r.baseline, r.ratio, r.target, r.verdict) for r in rows
+    ]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(_HEADERS))]
+
+    def line(values: Sequence[str]) -> str:
+        return "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(cells[0]), rule, *(line(c) for c in cells[1:])])
+
+
+# -- the machine -------------------------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for text in cpuinfo:
+                if text.startswith("model name"):
+                    return text.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _command_output(*command: str) -> str | None:
+    executable = shutil.which(command[0])
+    if executable is None:
+        return None
+    try:
+        done = subprocess.run(  # noqa: S603  # a fixed command found on PATH
+            [executable, *command[1:]], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    output = (done.stdout or done.stderr).strip()
+    return output.splitlines()[0] if output else None
+
+
+def machine() -> dict[str, Any]:
+    """What the figures depend on: processor, cores, Python, OpenSSL, packages, commit."""
+    backend = cryptography.hazmat.backends.openssl.backend
+    commit = _command_output("git", "-C", str(HERE), "rev-parse", "--short", "HEAD")
+    dirty = _command_output("git", "-C", str(HERE), "status", "--porcelain", "--", "../src")
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "os": platform.platform(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "openssl": backend.openssl_version_text(),
+        "wrk": (_command_output("wrk", "--version") or "").split(" Copyright")[0] or None,
+        "commit": (commit or "unknown") + (" (src/ modified)" if dirty else ""),
+        "packages": {name: _version(name) for name in _PACKAGES},
+    }
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds used so far by the whole machine (all cores) and by this process tree.
+
+    Their difference over a run is what other processes took: a benchmark sharing the machine
+    says so rather than pretending its figures are quiet ones.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:]]
+    except OSError:
+        fields = []
+    # user nice system idle iowait irq softirq steal: everything but idle and iowait is busy
+    busy = sum(fields[:3]) + sum(fields[5:8]) if len(fields) >= 8 else 0
+    own = sum(
+        getattr(resource.getrusage(who), field)
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        for field in ("ru_utime", "ru_stime")
+    )
+    return busy / ticks, own
+
+
+def _machine_lines(info: dict[str, Any]) -> list[str]:
+    packages = ", ".join(
+        f"{name} {version}"
+        for name, version in info["packages"].items()
+        if version != "not installed"
+    )
+    absent = [name for name, version in info["packages"].items() if version == "not installed"]
+    return [
+        f"- CPU: {info['cpu']}, {info['cores']} cores ({info['cores_usable']} usable)",
+        f"- OS: {info['os']}",
+        f"- Python: {info['python']}; {info['openssl']}",
+        f"- Packages: {packages}" + (f" (not installed: {', '.join(absent)})" if absent else ""),
+        f"- Load generator: {info['wrk'] or 'wrk not installed'}",
+        f"- entra-guard commit: {info['commit']}",
+    ] + (
+        [f"- CPU taken by other processes during the run: {info['other_cpu_share']:.0%}"]
+        if "other_cpu_share" in info
+        else []
+    )
+
+
+# -- the files a full run writes ---------------------------------------------------------------
+
+_INTRO = """\
+# entra-guard benchmarks
+
+Install once, then run everything from the repository root (a few minutes on 2 cores):
+
+```sh
+python3 -m venv .venv && .venv/bin/pip install -q -e '.[bench]'
+apt-get install -y wrk   # the HTTP load generator (Debian); without it, that section is skipped
+.venv/bin/python -m benchmarks
+```
+
+The `bench` extra brings FastAPI, uvicorn and fastapi-azure-auth 5.3.0 (the peer).
+
+The command prints the table below and rewrites this file and `benchmarks/results.json` (every
+timing run, raw). `--quick` runs small sizes for a smoke test and `--only SECTION ...` runs some
+sections (`validator`, `inprocess`, `coldstart`, `http`, `memory`); neither writes the files.
+`--http-seconds`, `--http-rounds` and `--memory-tokens` change those sections' sizes.
+Figures are compared with baselines measured in the same run on the same machine; the targets
+are the project's goals and nothing fails on time.
+"""
+
+_METHOD = """\
+## How each figure is measured
+
+- **Timing.** Each case runs one warm-up batch, then timed batches (`time.perf_counter_ns`);
+  the cases of one comparison take turns batch by batch in a rotating order, and each figure is
+  the median per operation over the batches (`results.json` has every batch and the
+  interquartile spread). A garbage collection runs between rounds, never inside a batch.
+- **Tokens.** All tokens come from the local Entra ID emulator (`entra_guard.testing`): v2,
+  app-only, with one app role, RSA-2048/RS256. A *fresh* token is one this validator has never
+  seen: distinct tokens differing in their `uti`, signed with the emulator's key beforehand.
+- **Validator.** `await TokenValidator.validate(token)` with warm keys. The floor is one bare
+  `cryptography` RSA PKCS#1 v1.5 SHA-256 verify of the same signing input; `jwt.decode` is
+  PyJWT with the same key object, `RS256`, audience, issuer, `require=[exp, iss, aud]` and the
+  same 60 s leeway.
+- **In-process.** The app is called as an ASGI callable with a scope, `receive` and `send` built
+  here (no client, no server); every request carries the same `Authorization` header shape, so
+  *overhead* = protected app minus the same app without authentication. Each protected case
+  has its own app and validator, so no case warms another's cache.
+- **The peer.** fastapi-azure-auth 5.3.0 guards the FastAPI route with a `Security`
+  dependency, as its documentation shows. Its `SingleTenantAzureAuthorizationCodeBearer` always
+  reads login.microsoftonline.com, so its base class `AzureAuthorizationCodeBearerBase` is used,
+  with `openid_config_url` = the emulator's v2 metadata (plain http on 127.0.0.1: it does not
+  insist on https), `app_client_id` = the tokens' `aud` and a 60 s leeway like ours. The
+  emulator's v2 app-only tokens pass its checks unchanged (`iss` is the metadata issuer, `idp`
+  equals `iss` so the caller is no guest), so both libraries validate the very same tokens.
+- **HTTP.** Each app runs in its own `uvicorn` process (1 worker, default event loop and HTTP
+  parser, access log off) on 127.0.0.1; `wrk` (1 thread, 50 connections, the repeated token in
+  a `-H` header) loads one app at a time, in rounds of a few seconds, so that a busy moment of
+  the machine does not fall on one app only; the best round of each app is shown. Every
+  response must be a 200.
+- **Cold start.** A fresh emulator and a fresh protected app (keys not prefetched) get 1,000
+  concurrent first requests (`asyncio.gather`, 500 v1 + 500 v2 tokens); the baseline is 1,000
+  new tokens on the same app once warm.
+- **Memory.** A subprocess validates distinct tokens read one by one from a file; resident
+  memory (`/proc/self/statm`) after a garbage collection, before, halfway and after. A bounded
+  cache stops growing once full, so the second half's growth is what the target checks.
+"""
+
+
+def write_readme(
+    path: Path,
+    rows: Sequence[Row],
+    info: dict[str, Any],
+    notes: Sequence[str],
+    seconds: float,
+) -> None:
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    missed = [r.name for r in rows if r.met is False]
+    summary = (
+        f"{sum(r.met is True for r in rows)} targets met, {len(missed)} missed"
+        + (": " + "; ".join(missed) if missed else "")
+        + "."
+    )
+    parts = [
+        _INTRO,
+        f"## Results ({when}, whole run {seconds:.0f} s)\n",
+        *_machine_lines(info),
+        "",
+        markdown_table(rows),
+        "",
+        summary,
+        "",
+    ]
+    if notes:
+        parts += ["### Notes on this run", "", *(f"- {n}" for n in notes), ""]
+    parts += [_METHOD]
+    path.write_text("\n".join(parts), encoding="utf-8")
+
+
+def write_json(
+    path: Path,
+    rows: Sequence[Row],
+    info: dict[str, Any],
+    notes: Sequence[str],
+    seconds: float,
+) -> None:
+    document = {
+        "machine": info,
+        "seconds": round(seconds, 1),
+        "notes": list(notes),
+        "rows": [{**asdict(r), "verdict": r.verdict} for r in rows],
+    }
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
