@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -23,33 +22,14 @@ from starlette.types import Message, Receive, Scope, Send
 
 from entra_guard import EntraAuthMiddleware
 from entra_guard.testing import REMOVE, EntraEmulator
+from tests.support import assemble, b64, segments
 
 OTHER_TENANT = "add29489-7269-41f4-8841-b63c95564420"
 LEEWAY = 60
 
 
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def parts(token: str) -> tuple[dict[str, Any], dict[str, Any], str]:
-    header, payload, signature = token.split(".")
-    return _load(header), _load(payload), signature
-
-
-def _load(segment: str) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(
-        base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    )
-    return value
-
-
-def assemble(header: object, payload: object, signature: str) -> str:
-    return f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}.{signature}"
-
-
 def hs256_with_public_key(idp: EntraEmulator) -> str:
-    header, payload, _ = parts(idp.issue_token(roles=["r"]))
+    header, payload, _ = segments(idp.issue_token(roles=["r"]))
     header["alg"] = "HS256"
     pem = idp.current_key.private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -66,7 +46,7 @@ def attacker(idp: EntraEmulator, **headers: Any) -> str:
 
 
 def tampered(idp: EntraEmulator) -> str:
-    header, payload, signature = parts(idp.issue_token(roles=["Orders.Read"]))
+    header, payload, signature = segments(idp.issue_token(roles=["Orders.Read"]))
     return assemble(header, {**payload, "roles": ["Orders.Admin"]}, signature)
 
 
@@ -107,7 +87,7 @@ class Attack:
 
 def alg_none(signature: str) -> Callable[[EntraEmulator], str]:
     def build(idp: EntraEmulator) -> str:
-        header, payload, _ = parts(idp.issue_token(roles=["r"]))
+        header, payload, _ = segments(idp.issue_token(roles=["r"]))
         return assemble({**header, "alg": "none"}, payload, signature)
 
     return build

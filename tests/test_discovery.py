@@ -23,6 +23,7 @@ from entra_guard.discovery import _acceptable_url, parse_jwks
 from entra_guard.testing import EntraEmulator
 from entra_guard.testing.server import BackgroundServer
 from tests.conftest import FakeClock
+from tests.support import settle
 
 HOUR = 3600.0
 
@@ -33,15 +34,6 @@ def store(idp: EntraEmulator, clock: FakeClock, **config: Any) -> KeyStore:
 
 def validator(idp: EntraEmulator, clock: FakeClock, **config: Any) -> TokenValidator:
     return TokenValidator(idp.config(**config), key_store=store(idp, clock, **config))
-
-
-async def settle(keys: KeyStore) -> None:
-    """Let a background refresh finish."""
-    for _ in range(200):
-        if not keys._inflight:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the background refresh did not finish")
 
 
 async def test_first_use_fetches_metadata_then_keys_once(

@@ -24,6 +24,7 @@ from entra_guard import EntraAuthMiddleware, KeyStore, TokenValidator
 from entra_guard.client import ClientSecret, ConfidentialClient, TokenRequestError
 from entra_guard.testing import EntraEmulator
 from tests.conftest import FakeClock
+from tests.support import settle
 
 HOUR = 3600.0
 FAULTS = ["refuse", "500", "503", "slow", "invalid-json", "huge", "no-usable-keys"]
@@ -70,11 +71,7 @@ class Api:
         return response
 
     async def settle(self) -> None:
-        for _ in range(300):
-            if not self.keys._inflight:
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError("a background refresh did not finish")
+        await settle(self.keys)
 
     async def close(self) -> None:
         await self.http.aclose()

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import base64
 import json
 
 import pytest
@@ -9,12 +8,9 @@ from hypothesis import strategies as st
 
 from entra_guard import InvalidToken
 from entra_guard.parsing import parse_token
+from tests.support import b64
 
 LIMIT = 16 * 1024
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def segment(value: object) -> str:

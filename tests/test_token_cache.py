@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from entra_guard import InvalidToken, KeyStore, KeysUnavailable, TokenValidator
 from entra_guard.testing import EntraEmulator
 from tests.conftest import FakeClock
+from tests.support import settle
 
 NOW = 1_800_000_000.0
 HOUR = 3600.0
@@ -19,14 +19,6 @@ def validator(idp: EntraEmulator, clock: FakeClock | None = None, **config: Any)
     settings = idp.config(**config)
     keys = KeyStore(settings, clock=clock) if clock is not None else KeyStore(settings)
     return TokenValidator(settings, key_store=keys)
-
-
-async def settle(keys: KeyStore) -> None:
-    for _ in range(200):
-        if not keys._inflight:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the background refresh did not finish")
 
 
 async def test_a_repeated_token_is_served_from_the_cache(entra_emulator: EntraEmulator) -> None:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import hmac
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,29 +20,9 @@ from entra_guard import (
     TokenValidator,
 )
 from entra_guard.testing import REMOVE, EntraEmulator
+from tests.support import assemble, b64, segments
 
 OTHER_TENANT = "add29489-7269-41f4-8841-b63c95564420"
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def segments(token: str) -> tuple[dict[str, Any], dict[str, Any], str]:
-    header, payload, signature = token.split(".")
-    return _json(header), _json(payload), signature
-
-
-def _json(segment: str) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(
-        base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    )
-    return value
-
-
-def assemble(header: dict[str, Any], payload: dict[str, Any], signature: bytes | str) -> str:
-    sig = b64(signature) if isinstance(signature, bytes) else signature
-    return f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}.{sig}"
 
 
 @pytest.fixture
