@@ -72,12 +72,15 @@ class EntraAuthMiddleware:
     ) -> None:
         if (config is None) == (validator is None):
             raise ValueError("give exactly one of config= or validator=")
+        self._owns_validator = validator is None
+        if validator is None:
+            assert config is not None  # checked just above; for the type checker
+            validator = TokenValidator(config)
         for path in (*exclude_paths, *exclude_prefixes):
             if not isinstance(path, str) or not path.startswith("/"):
                 raise ValueError(f"excluded paths must start with '/', got {path!r}")
         self.app = app
-        self.validator = validator or TokenValidator(config)  # type: ignore[arg-type]
-        self._owns_validator = validator is None
+        self.validator = validator
         self._exclude_paths = frozenset(exclude_paths)
         self._exclude_prefixes = tuple(exclude_prefixes)
         self._optional = optional
