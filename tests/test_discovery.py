@@ -103,11 +103,22 @@ async def test_unknown_kid_flood_forces_at_most_one_refresh_per_interval(
     assert entra_emulator.fetch_count("jwks") == 2  # the first fetch and one forced refresh
     assert (await check.validate(good)).client_id  # valid tokens keep passing
 
+    def fresh_kid() -> str:
+        return entra_emulator.issue_token(
+            key=attacker, headers={"kid": uuid.uuid4().hex}, roles=["x"]
+        )
+
     clock.advance(299)
     with pytest.raises(InvalidToken):
-        await check.validate(flood[1])
+        await check.validate(fresh_kid())
     assert entra_emulator.fetch_count("jwks") == 2
     clock.advance(1)  # min_refresh_interval (300 s) has now passed
+    with pytest.raises(InvalidToken):
+        await check.validate(fresh_kid())
+    assert entra_emulator.fetch_count("jwks") == 3
+    with pytest.raises(InvalidToken):  # a kid a fetch showed to be unpublished: never again
+        await check.validate(flood[1])
+    clock.advance(300)
     with pytest.raises(InvalidToken):
         await check.validate(flood[2])
     assert entra_emulator.fetch_count("jwks") == 3
@@ -356,3 +367,33 @@ def test_the_verbatim_identitymodel_jwks_has_no_usable_keys(real_fixtures: Path)
         "NGTFvdK-fythEuLwjpwAJOM9n-A",
         "kriMPdmBvx68skT8-mPAB3BseeA",
     }
+
+
+async def test_tokens_of_a_removed_key_do_not_starve_a_new_key(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    check = validator(entra_emulator, clock, refresh_interval=HOUR, token_cache_size=0)
+    old_token = entra_emulator.issue_token(roles=["r"])
+    await check.validate(old_token)
+    old = entra_emulator.current_key.kid
+    entra_emulator.rotate_keys()
+    entra_emulator.remove_key(old)
+    await check.validate(entra_emulator.issue_token(roles=["r"]))  # new kid: forced refresh
+    assert entra_emulator.fetch_count("jwks") == 2
+
+    clock.advance(300)
+    with pytest.raises(InvalidToken) as info:  # the old kid: one refresh confirms it is gone
+        await check.validate(old_token)
+    assert info.value.reason == "key_not_found"
+    assert entra_emulator.fetch_count("jwks") == 3
+
+    clock.advance(300)  # the forced-refresh interval has passed again
+    for _ in range(50):  # stale clients keep sending tokens of the removed key
+        with pytest.raises(InvalidToken):
+            await check.validate(old_token)
+    assert entra_emulator.fetch_count("jwks") == 3  # known to be gone: no refresh spent on them
+    entra_emulator.rotate_keys()
+    newest = entra_emulator.issue_token(roles=["r"])
+    assert (await check.validate(newest)).roles == {"r"}  # the refresh was still there for it
+    assert entra_emulator.fetch_count("jwks") == 4
+    await check.aclose()

@@ -50,6 +50,7 @@ _B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
 _MIN_RSA_BITS = 2048
 _MAX_KEYS = 1000
 _MAX_KEY_ID_CHARS = 256
+_MAX_ABSENT = 1024
 _FIRST_BACKOFF = 1.0
 _MAX_BACKOFF = 30.0
 _JITTER = 0.05  # like Microsoft's ConfigurationManager, so that replicas do not refresh in step
@@ -93,6 +94,10 @@ class KeySet:
     def __len__(self) -> int:
         return len(self.by_kid) + sum(1 for k in self.by_x5t.values() if k.kid is None)
 
+    @property
+    def key_ids(self) -> frozenset[str]:
+        return frozenset(self.by_kid) | frozenset(self.by_x5t)
+
 
 class _FetchError(Exception):
     """A document could not be had or made no sense; the message is safe to log."""
@@ -129,6 +134,9 @@ class KeyStore:
         self._retry_at: dict[TokenVersion, float] = {}
         self._failures: dict[TokenVersion, int] = {}
         self._inflight: dict[TokenVersion, asyncio.Task[KeySet | None]] = {}
+        # Key ids a fetch has shown to be unpublished (an insertion-ordered, bounded set); it is
+        # forgotten whenever the published key ids change.
+        self._absent: dict[TokenVersion, dict[tuple[str | None, str | None], None]] = {}
 
     def metadata_url(self, version: TokenVersion) -> str:
         base = f"{self._config.instance}/{self._config.tenant_id}"
@@ -181,6 +189,12 @@ class KeyStore:
         key = keyset.find(kid, x5t)
         if key is not None or (kid is None and x5t is None):
             return keyset, key
+        key_id = (kid, x5t)
+        absent = self._absent.setdefault(version, {})
+        if key_id in absent:
+            # A fetch already showed this key is not published: tokens of a removed key must
+            # not use up the forced refresh that a newly rotated-in key may need.
+            return keyset, None
         now = self._clock()
         if version in self._inflight:
             refreshed = await self._join_refresh(version)
@@ -190,9 +204,14 @@ class KeyStore:
             refreshed = await self._join_refresh(version)
         else:
             return keyset, None
-        if refreshed is not None:
-            keyset = refreshed
-        return keyset, keyset.find(kid, x5t)
+        if refreshed is None:
+            return keyset, keyset.find(kid, x5t)
+        key = refreshed.find(kid, x5t)
+        if key is None:
+            if len(absent) >= _MAX_ABSENT:
+                absent.pop(next(iter(absent)))  # the oldest goes first
+            absent[key_id] = None
+        return refreshed, key
 
     async def prefetch(self) -> None:
         """Fetch every accepted version's keys now (at start-up), so first requests are fast."""
@@ -233,6 +252,9 @@ class KeyStore:
             return None
         now = self._clock()
         interval = self._config.refresh_interval
+        previous = self._keysets.get(version)
+        if previous is None or previous.key_ids != keyset.key_ids:
+            self._absent.pop(version, None)
         self._keysets[version] = keyset
         self._usable_until[version] = now + self._config.last_known_good_lifetime
         self._refresh_at[version] = now + interval + random.uniform(0, _JITTER * interval)  # noqa: S311
