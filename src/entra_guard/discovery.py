@@ -267,10 +267,10 @@ class KeyStore:
 
     def _record_failure(self, version: TokenVersion, reason: str) -> None:
         now = self._clock()
-        failures = self._failures.get(version, 0) + 1
-        self._failures[version] = failures
         if self.current(version) is not None:
-            # keys in hand keep serving; try again after the forced-refresh interval
+            # Keys in hand keep serving; try again after the forced-refresh interval. These
+            # failures do not count towards the back-off for when no keys are left at all.
+            self._failures.pop(version, None)
             self._refresh_at[version] = now + self._config.min_refresh_interval
             logger.warning(
                 "refreshing %s signing keys failed (%s); serving the last known good keys",
@@ -278,6 +278,8 @@ class KeyStore:
                 reason,
             )
         else:
+            failures = self._failures.get(version, 0) + 1
+            self._failures[version] = failures
             backoff = min(_MAX_BACKOFF, _FIRST_BACKOFF * 2 ** (failures - 1))
             self._retry_at[version] = now + backoff
             logger.error(

@@ -164,8 +164,8 @@ class EntraAuthMiddleware:
         *,
         received_connect: bool = False,
     ) -> None:
-        level = logging.WARNING if isinstance(exc, KeysUnavailable) else logging.INFO
-        logger.log(level, "refused %s %s: %s (%d)", scope.get("method", "WS"), scope["path"],
+        # One line per refusal at INFO; the cause of a 503 is logged by discovery, once per attempt.
+        logger.info("refused %s %s: %s (%d)", scope.get("method", "WS"), scope["path"],
                    exc.reason, exc.status_code)  # fmt: skip
         if self._on_outcome is not None:
             await _report(self._on_outcome, scope, exc.status_code, exc.reason, None)
