@@ -195,6 +195,13 @@ def test_from_env_reads_every_variable() -> None:
             "ENTRA_TOKEN_VERSIONS": "2.0",
             "ENTRA_REFRESH_INTERVAL_SECONDS": "3600",
             "ENTRA_FETCH_TIMEOUT_SECONDS": "2.5",
+            "ENTRA_TOKEN_CACHE_SIZE": "0",
+            "ENTRA_MAX_TOKEN_BYTES": "20000",
+            "ENTRA_MAX_DOCUMENT_BYTES": "65536",
+            "ENTRA_ALLOW_TOKENS_WITHOUT_PERMISSIONS": "false",
+            "ENTRA_ALGORITHMS": "RS256,PS256",
+            "ENTRA_MIN_REFRESH_INTERVAL_SECONDS": "60",
+            "ENTRA_LAST_KNOWN_GOOD_SECONDS": "7200",
         }
     )
     assert config.tenant_id == "organizations"
@@ -206,6 +213,11 @@ def test_from_env_reads_every_variable() -> None:
     assert config.token_versions == ("2.0",)
     assert config.refresh_interval == 3600
     assert config.fetch_timeout == 2.5
+    assert config.token_cache_size == 0
+    assert (config.max_token_bytes, config.max_document_bytes) == (20000, 65536)
+    assert not config.allow_tokens_without_permissions
+    assert config.algorithms == ("RS256", "PS256")
+    assert (config.min_refresh_interval, config.last_known_good_lifetime) == (60, 7200)
 
 
 def test_from_env_booleans_and_defaults() -> None:

@@ -270,6 +270,8 @@ class EntraConfig:
             token_versions=versions,  # type: ignore[arg-type]  # checked in __post_init__
             leeway=number("LEEWAY_SECONDS", DEFAULT_LEEWAY),
             token_cache_size=int(number("TOKEN_CACHE_SIZE", DEFAULT_TOKEN_CACHE_SIZE)),
+            max_token_bytes=int(number("MAX_TOKEN_BYTES", DEFAULT_MAX_TOKEN_BYTES)),
+            max_document_bytes=int(number("MAX_DOCUMENT_BYTES", DEFAULT_MAX_DOCUMENT_BYTES)),
             algorithms=listed("ALGORITHMS") or ("RS256",),
             refresh_interval=number("REFRESH_INTERVAL_SECONDS", DEFAULT_REFRESH_INTERVAL),
             min_refresh_interval=number(
