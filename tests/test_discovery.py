@@ -399,3 +399,23 @@ async def test_tokens_of_a_removed_key_do_not_starve_a_new_key(
     assert (await check.validate(newest)).roles == {"r"}  # the refresh was still there for it
     assert entra_emulator.fetch_count("jwks") == 4
     await check.aclose()
+
+
+def test_the_store_outlives_event_loops_and_aclose(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    keys = store(entra_emulator, clock, refresh_interval=HOUR)
+
+    async def fetch_a_new_key() -> None:
+        entra_emulator.rotate_keys()
+        clock.advance(301)  # past the forced-refresh interval
+        _, key = await keys.find_key("2.0", entra_emulator.current_key.kid, None)
+        assert key is not None
+
+    for _ in range(3):  # as TestClient blocks do: a loop each, closed at its end
+        asyncio.run(fetch_a_new_key())
+        asyncio.run(keys.aclose())
+    for _ in range(3):  # or a new loop each time, never closed in between
+        asyncio.run(fetch_a_new_key())
+    asyncio.run(keys.aclose())
+    assert entra_emulator.fetch_count("jwks") == 6

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -308,6 +310,13 @@ async def test_websocket_without_the_denial_extension_closes_with_1008(
     await middleware.validator.aclose()
 
 
+def owned_store(app: Starlette) -> Any:
+    stack: Any = app.middleware_stack
+    while not isinstance(stack, EntraAuthMiddleware):
+        stack = stack.app
+    return stack.validator.key_store
+
+
 def test_lifespan_prefetches_keys_and_closes_the_client(entra_emulator: EntraEmulator) -> None:
     app = make_app(entra_emulator.config())
     with TestClient(app) as client:
@@ -315,19 +324,40 @@ def test_lifespan_prefetches_keys_and_closes_the_client(entra_emulator: EntraEmu
         token = entra_emulator.issue_token(roles=["Orders.Read"])
         assert client.get("/me", headers=bearer(token)).status_code == 200
         assert entra_emulator.fetch_count("jwks") == 2
-        middleware = app.middleware_stack
-    assert middleware is not None
-    stack: Any = middleware
-    while not isinstance(stack, EntraAuthMiddleware):
-        stack = stack.app
-    assert stack.validator.key_store._client.is_closed
+        http = owned_store(app)._client
+        assert not http.is_closed
+    assert http.is_closed
+
+
+def test_one_app_serves_several_test_clients(entra_emulator: EntraEmulator) -> None:
+    """Each TestClient runs the app in a new event loop (and shuts it down at the end)."""
+    app = make_app(entra_emulator.config(min_refresh_interval=1))
+
+    def new_key_token() -> str:
+        time.sleep(1.05)  # past the forced-refresh interval: the new key can be fetched
+        entra_emulator.rotate_keys()
+        return entra_emulator.issue_token(roles=["Orders.Read"])
+
+    for round_ in range(2):
+        with TestClient(app) as client:
+            token = new_key_token()  # the key must be fetched in this client's loop
+            assert client.get("/me", headers=bearer(token)).status_code == 200, round_
+    plain = TestClient(app)  # no lifespan, and a new event loop for every request
+    for round_ in range(2):
+        assert plain.get("/me", headers=bearer(new_key_token())).status_code == 200, round_
 
 
 def test_a_shared_validator_is_not_closed_by_the_middleware(entra_emulator: EntraEmulator) -> None:
     validator = TokenValidator(entra_emulator.config())
-    with TestClient(make_app(validator=validator, prefetch_keys=False)) as client:
-        assert client.get("/health").status_code == 200
-    assert not validator.key_store._client.is_closed
+    with TestClient(make_app(validator=validator)) as client:
+        token = entra_emulator.issue_token(roles=["Orders.Read"])
+        assert client.get("/me", headers=bearer(token)).status_code == 200
+    http = validator.key_store._client
+    assert http is not None
+    assert not http.is_closed
+    assert client.portal is None  # the TestClient's loop is gone; close in a loop of our own
+    asyncio.run(validator.aclose())
+    assert http.is_closed
 
 
 def test_outcome_hook_sees_every_decision_and_cannot_break_requests(

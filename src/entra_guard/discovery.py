@@ -120,11 +120,8 @@ class KeyStore:
         self._config = config
         self._clock = clock
         self._owns_client = http_client is None
-        self._client = http_client or httpx.AsyncClient(
-            follow_redirects=False,
-            timeout=httpx.Timeout(config.fetch_timeout),
-            headers={"Accept": "application/json"},
-        )
+        self._client = http_client
+        self._client_loop: asyncio.AbstractEventLoop | None = None
         # Plain dicts with explicit deadlines: this is read on every request, and the two
         # deadlines (refresh, last known good) are the whole policy, so they stay in sight.
         self._keysets: dict[TokenVersion, KeySet] = {}
@@ -155,7 +152,7 @@ class KeyStore:
         if now >= self._usable_until[version]:  # last known good for too long: drop it
             del self._keysets[version]
             return None
-        if now >= self._refresh_at[version] and version not in self._inflight:
+        if now >= self._refresh_at[version] and self._refreshing(version) is None:
             self._start_refresh(version)
         return keyset
 
@@ -196,7 +193,7 @@ class KeyStore:
             # not use up the forced refresh that a newly rotated-in key may need.
             return keyset, None
         now = self._clock()
-        if version in self._inflight:
+        if self._refreshing(version) is not None:
             refreshed = await self._join_refresh(version)
         elif now - self._forced_at.get(version, -math.inf) >= self._config.min_refresh_interval:
             self._forced_at[version] = now
@@ -218,20 +215,58 @@ class KeyStore:
         await asyncio.gather(*(self.get_key_set(v) for v in self._config.token_versions))
 
     async def aclose(self) -> None:
+        """Stop refreshing and close the HTTP client made here (the keys stay in hand).
+
+        The store stays usable: a later fetch opens a new client. Test suites rely on that when
+        one app serves several ``TestClient`` blocks, each running (and shutting down) the app
+        in an event loop of its own.
+        """
         for task in list(self._inflight.values()):
             task.cancel()
-        if self._owns_client:
-            await self._client.aclose()
+        self._inflight.clear()
+        if self._owns_client and self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    def _http(self) -> httpx.AsyncClient:
+        """The HTTP client; an owned one is made anew for a new event loop (or after aclose)."""
+        if not self._owns_client:
+            assert self._client is not None  # given at construction
+            return self._client
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client.is_closed or self._client_loop is not loop:
+            # Fetches are hours apart: no connection is kept alive, so nothing is left open
+            # when an event loop goes away (as it does between test cases).
+            self._client = httpx.AsyncClient(
+                follow_redirects=False,
+                timeout=httpx.Timeout(self._config.fetch_timeout),
+                headers={"Accept": "application/json"},
+                limits=httpx.Limits(max_keepalive_connections=0),
+            )
+            self._client_loop = loop
+        return self._client
 
     # -- refreshing ---------------------------------------------------------------------------
 
-    def _start_refresh(self, version: TokenVersion) -> asyncio.Task[KeySet | None]:
+    def _refreshing(self, version: TokenVersion) -> asyncio.Task[KeySet | None] | None:
+        """The refresh running for ``version`` in this event loop, if there is one."""
         task = self._inflight.get(version)
+        if task is not None and (task.done() or task.get_loop() is not asyncio.get_running_loop()):
+            del self._inflight[version]  # finished, or left behind by an event loop now gone
+            return None
+        return task
+
+    def _start_refresh(self, version: TokenVersion) -> asyncio.Task[KeySet | None]:
+        task = self._refreshing(version)
         if task is None:
             task = asyncio.get_running_loop().create_task(self._refresh(version))
             self._inflight[version] = task
-            task.add_done_callback(lambda _: self._inflight.pop(version, None))
+            task.add_done_callback(lambda done: self._forget(version, done))
         return task
+
+    def _forget(self, version: TokenVersion, task: asyncio.Task[KeySet | None]) -> None:
+        if self._inflight.get(version) is task:
+            del self._inflight[version]
 
     async def _join_refresh(self, version: TokenVersion) -> KeySet | None:
         # shield: a cancelled request must not cancel the fetch the others are waiting for
@@ -317,7 +352,7 @@ class KeyStore:
 
     async def _get_json(self, url: str) -> dict[str, Any]:
         limit = self._config.max_document_bytes
-        async with self._client.stream("GET", url) as response:
+        async with self._http().stream("GET", url) as response:
             if response.status_code != 200:
                 raise _FetchError(f"GET {url} answered HTTP {response.status_code}")
             declared = response.headers.get("content-length")
