@@ -12,6 +12,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from entra_guard import EntraAuthMiddleware
 from entra_guard.testing import EntraEmulator
+from tests.support import assemble, b64, segments
 
 
 async def ok(scope: Scope, receive: Receive, send: Send) -> None:
@@ -106,3 +107,37 @@ def test_specific_hostile_shapes(entra_emulator: EntraEmulator) -> None:
         await middleware.validator.aclose()
 
     asyncio.run(run())
+
+
+def test_hostile_tokens_at_the_asgi_boundary_get_401(entra_emulator: EntraEmulator) -> None:
+    """Well-formed JWTs: the tenant's real header, arbitrary claims, a real or random signature."""
+    loop = asyncio.new_event_loop()
+    middleware = EntraAuthMiddleware(ok, config=entra_emulator.config())
+    real = entra_emulator.issue_token(roles=["Orders.Read"])
+    header, payload, signature = segments(real)
+    values = st.recursive(
+        st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=30)),
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+        ),
+        max_leaves=12,
+    )
+    claims = st.dictionaries(st.sampled_from([*payload, "x", "nonce", "idtyp"]), values, max_size=8)
+    signatures = st.one_of(st.just(signature), st.binary(min_size=1, max_size=300).map(b64))
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(claims, signatures)
+    def check(changes: dict[str, object], sig: str) -> None:
+        forged = {**payload, **changes, "forged": True}  # never the signed claims
+        token = assemble(header, forged, sig).encode()
+        status, headers, body = loop.run_until_complete(
+            call(middleware, [(b"authorization", b"Bearer " + token)])
+        )
+        assert status == 401, body
+        assert_refused(status, headers, body)
+
+    try:
+        check()
+    finally:
+        loop.run_until_complete(middleware.validator.aclose())
+        loop.close()
