@@ -126,6 +126,7 @@ ATTACKS = [
     Attack("no ver", claims(ver=REMOVE), 401),
     Attack("exp as a string", claims(exp="9999999999"), 401),
     Attack("exp as a boolean", claims(exp=True), 401),
+    Attack("exp as a 400-digit integer", claims(exp=10**400), 401),
     Attack("aud as a number", claims(aud=42), 401),
     Attack("tid as a number", claims(tid=42), 401),
     Attack("iss as a list", claims(iss=["https://sts.windows.net/x/"]), 401),

@@ -8,7 +8,6 @@ authorization rules that follow (client allow-list, a token that grants nothing)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,6 +36,7 @@ GRAPH_AUDIENCES = frozenset(
     }
 )
 _TENANT_PLACEHOLDER = "{tenantid}"
+_MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z
 
 
 def check_claims(
@@ -94,12 +94,16 @@ def check_permissions(
 
 def _time(claims: Mapping[str, Any], name: str) -> float | None:
     value = claims.get(name)
+    # A JSON number only: a numeric string is not a time, and neither is a boolean (its type is
+    # bool, not int). Between 1970 and the year 9999: beyond that no datetime can hold it, and a
+    # 400-digit integer cannot even become a float.
+    if type(value) is int and 0 <= value <= _MAX_TIME:  # the usual case first
+        return value
     if value is None and name not in claims:
         return None
-    # A JSON number only: booleans are ints in Python, and a numeric string is not a time.
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if type(value) is not float or not 0 <= value <= _MAX_TIME:  # NaN fails this too
         raise InvalidToken("invalid_claim", f"The '{name}' claim is not a NumericDate")
-    return float(value)
+    return value
 
 
 def check_lifetime(claims: Mapping[str, Any], *, leeway: float, now: float) -> None:
