@@ -53,10 +53,14 @@ class EmulatorKey:
     certificate: x509.Certificate = field(repr=False, compare=False)
 
     @classmethod
-    def generate(cls) -> EmulatorKey:
-        """A fresh key and certificate; ``kid`` is the certificate's SHA-1 thumbprint."""
+    def generate(cls, common_name: str = _CERT_SUBJECT) -> EmulatorKey:
+        """A fresh key and self-signed certificate; ``kid`` is its SHA-1 thumbprint.
+
+        The emulator signs tokens with these; registered clients' certificates are made the
+        same way, with the client's name as ``common_name``.
+        """
         private_key = rsa.generate_private_key(public_exponent=_PUBLIC_EXPONENT, key_size=_KEY_BITS)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, _CERT_SUBJECT)])
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
         now = datetime.datetime.now(datetime.timezone.utc)
         certificate = (
             x509.CertificateBuilder()

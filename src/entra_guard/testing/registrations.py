@@ -8,7 +8,6 @@ server thread never sees half a registration.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import hmac
 import secrets
@@ -19,10 +18,9 @@ from typing import TYPE_CHECKING, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from entra_guard.config import is_guid
+from entra_guard.testing.keys import EmulatorKey
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -36,10 +34,6 @@ __all__ = [
     "load_certificates",
 ]
 
-_KEY_BITS = 2048
-_CERT_LIFETIME = datetime.timedelta(days=365)
-_CERT_BACKDATE = datetime.timedelta(days=1)
-
 
 def generate_secret() -> str:
     """A secret shaped like Entra's: 40 characters with ``Q~`` in it, so encoding is tested."""
@@ -49,23 +43,8 @@ def generate_secret() -> str:
 
 def generate_certificate(name: str) -> tuple[bytes, bytes]:
     """A self-signed RSA certificate and its unencrypted PKCS#8 key, both PEM."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=_KEY_BITS)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _CERT_BACKDATE)
-        .not_valid_after(now + _CERT_LIFETIME)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return certificate.public_bytes(serialization.Encoding.PEM), key_pem
+    key = EmulatorKey.generate(common_name=name)
+    return key.certificate.public_bytes(serialization.Encoding.PEM), key.private_pem()
 
 
 def load_certificates(pem: bytes | str) -> tuple[x509.Certificate, ...]:
