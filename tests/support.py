@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from collections.abc import Callable
 from typing import Any
 
-from entra_guard import KeyStore
+from entra_guard import KeyStore, TokenValidator
+from entra_guard.testing import EntraEmulator
 
 
 def b64(data: bytes) -> str:
@@ -41,3 +43,12 @@ async def settle(keys: KeyStore) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the background refresh did not finish")
+
+
+def validator_for(
+    idp: EntraEmulator, clock: Callable[[], float] | None = None, **config: Any
+) -> TokenValidator:
+    """A validator trusting ``idp``; its key store runs on ``clock`` (monotonic) when given."""
+    settings = idp.config(**config)
+    keys = KeyStore(settings) if clock is None else KeyStore(settings, clock=clock)
+    return TokenValidator(settings, key_store=keys)

@@ -18,22 +18,18 @@ from starlette.applications import Starlette
 from starlette.responses import RedirectResponse
 from starlette.routing import Route
 
-from entra_guard import EntraConfig, InvalidToken, KeyStore, KeysUnavailable, TokenValidator
+from entra_guard import EntraConfig, InvalidToken, KeyStore, KeysUnavailable
 from entra_guard.discovery import _acceptable_url, parse_jwks
 from entra_guard.testing import EntraEmulator
 from entra_guard.testing.server import BackgroundServer
 from tests.conftest import FakeClock
-from tests.support import settle
+from tests.support import settle, validator_for
 
 HOUR = 3600.0
 
 
 def store(idp: EntraEmulator, clock: FakeClock, **config: Any) -> KeyStore:
     return KeyStore(idp.config(**config), clock=clock)
-
-
-def validator(idp: EntraEmulator, clock: FakeClock, **config: Any) -> TokenValidator:
-    return TokenValidator(idp.config(**config), key_store=store(idp, clock, **config))
 
 
 async def test_first_use_fetches_metadata_then_keys_once(
@@ -57,7 +53,7 @@ async def test_a_thousand_concurrent_first_validations_share_one_fetch(
     entra_emulator: EntraEmulator, clock: FakeClock
 ) -> None:
     entra_emulator.delay = 0.05  # keep the first fetch in flight while all requests arrive
-    check = validator(entra_emulator, clock)
+    check = validator_for(entra_emulator, clock)
     tokens = [
         entra_emulator.issue_token(version=version, roles=["Orders.Read"])
         for version in ("1.0", "2.0")
@@ -90,7 +86,7 @@ async def test_stale_keys_keep_serving_while_exactly_one_refresh_runs(
 async def test_unknown_kid_flood_forces_at_most_one_refresh_per_interval(
     entra_emulator: EntraEmulator, clock: FakeClock
 ) -> None:
-    check = validator(entra_emulator, clock)
+    check = validator_for(entra_emulator, clock)
     good = entra_emulator.issue_token(roles=["Orders.Read"])
     await check.validate(good)
     attacker = EntraEmulator.generate_key()
@@ -128,7 +124,7 @@ async def test_unknown_kid_flood_forces_at_most_one_refresh_per_interval(
 async def test_rotation_new_key_accepted_after_one_refresh_removed_key_rejected(
     entra_emulator: EntraEmulator, clock: FakeClock
 ) -> None:
-    check = validator(entra_emulator, clock, refresh_interval=HOUR)
+    check = validator_for(entra_emulator, clock, refresh_interval=HOUR)
     old_token = entra_emulator.issue_token(roles=["Orders.Read"])
     await check.validate(old_token)
 
@@ -152,7 +148,7 @@ async def test_rotation_new_key_accepted_after_one_refresh_removed_key_rejected(
 async def test_last_known_good_keys_serve_while_the_idp_is_down(
     entra_emulator: EntraEmulator, clock: FakeClock
 ) -> None:
-    check = validator(
+    check = validator_for(
         entra_emulator, clock, refresh_interval=HOUR, last_known_good_lifetime=24 * HOUR
     )
     token = entra_emulator.issue_token(roles=["Orders.Read"], lifetime=48 * HOUR)
@@ -199,7 +195,7 @@ async def test_never_reachable_gives_keys_unavailable_and_backs_off(clock: FakeC
 
 
 async def test_cold_failure_then_recovery(entra_emulator: EntraEmulator, clock: FakeClock) -> None:
-    check = validator(entra_emulator, clock)
+    check = validator_for(entra_emulator, clock)
     token = entra_emulator.issue_token(roles=["Orders.Read"])
     entra_emulator.fail_status = 503
     with pytest.raises(KeysUnavailable):
@@ -374,7 +370,7 @@ def test_the_verbatim_identitymodel_jwks_has_no_usable_keys(real_fixtures: Path)
 async def test_tokens_of_a_removed_key_do_not_starve_a_new_key(
     entra_emulator: EntraEmulator, clock: FakeClock
 ) -> None:
-    check = validator(entra_emulator, clock, refresh_interval=HOUR, token_cache_size=0)
+    check = validator_for(entra_emulator, clock, refresh_interval=HOUR, token_cache_size=0)
     old_token = entra_emulator.issue_token(roles=["r"])
     await check.validate(old_token)
     old = entra_emulator.current_key.kid

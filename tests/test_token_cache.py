@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from entra_guard import InvalidToken, KeyStore, KeysUnavailable, TokenValidator
+from entra_guard import InvalidToken, KeysUnavailable
 from entra_guard.testing import EntraEmulator
 from tests.conftest import FakeClock
-from tests.support import settle
+from tests.support import settle, validator_for
 
 NOW = 1_800_000_000.0
 HOUR = 3600.0
 
 
-def validator(idp: EntraEmulator, clock: FakeClock | None = None, **config: Any) -> TokenValidator:
-    settings = idp.config(**config)
-    keys = KeyStore(settings, clock=clock) if clock is not None else KeyStore(settings)
-    return TokenValidator(settings, key_store=keys)
-
-
 async def test_a_repeated_token_is_served_from_the_cache(entra_emulator: EntraEmulator) -> None:
-    check = validator(entra_emulator)
+    check = validator_for(entra_emulator)
     token = entra_emulator.issue_token(roles=["Orders.Read"], now=NOW)
     first = await check.validate(token, now=NOW)
     assert check.cache is not None
@@ -33,7 +25,7 @@ async def test_a_repeated_token_is_served_from_the_cache(entra_emulator: EntraEm
 
 
 async def test_an_entry_never_outlives_its_token(entra_emulator: EntraEmulator) -> None:
-    check = validator(entra_emulator)
+    check = validator_for(entra_emulator)
     token = entra_emulator.issue_token(roles=["r"], now=NOW, lifetime=600)
     await check.validate(token, now=NOW)
     assert (await check.validate(token, now=NOW + 600 + 59)).roles == {"r"}  # within leeway
@@ -46,7 +38,7 @@ async def test_an_entry_never_outlives_its_token(entra_emulator: EntraEmulator) 
 
 
 async def test_a_hit_before_nbf_is_checked_in_full(entra_emulator: EntraEmulator) -> None:
-    check = validator(entra_emulator)
+    check = validator_for(entra_emulator)
     token = entra_emulator.issue_token(roles=["r"], now=NOW)  # nbf = iat = NOW
     await check.validate(token, now=NOW)
     with pytest.raises(InvalidToken) as info:
@@ -56,7 +48,7 @@ async def test_a_hit_before_nbf_is_checked_in_full(entra_emulator: EntraEmulator
 
 
 async def test_the_cache_is_bounded(entra_emulator: EntraEmulator) -> None:
-    check = validator(entra_emulator, token_cache_size=5)
+    check = validator_for(entra_emulator, token_cache_size=5)
     tokens = [entra_emulator.issue_token(roles=["r"], claims={"uti": str(i)}) for i in range(20)]
     for token in tokens:
         await check.validate(token)
@@ -70,7 +62,7 @@ async def test_the_cache_is_bounded(entra_emulator: EntraEmulator) -> None:
 async def test_a_removed_key_stops_its_cached_tokens(
     entra_emulator: EntraEmulator, clock: FakeClock
 ) -> None:
-    check = validator(entra_emulator, clock, refresh_interval=HOUR)
+    check = validator_for(entra_emulator, clock, refresh_interval=HOUR)
     token = entra_emulator.issue_token(roles=["r"])
     await check.validate(token)
     old = entra_emulator.current_key.kid
@@ -89,7 +81,7 @@ async def test_a_removed_key_stops_its_cached_tokens(
 async def test_a_refresh_that_keeps_the_key_keeps_the_entries(
     entra_emulator: EntraEmulator, clock: FakeClock
 ) -> None:
-    check = validator(entra_emulator, clock, refresh_interval=HOUR)
+    check = validator_for(entra_emulator, clock, refresh_interval=HOUR)
     token = entra_emulator.issue_token(roles=["r"])
     first = await check.validate(token)
     entra_emulator.add_key()  # the JWKS changes, the signing key stays
@@ -104,7 +96,7 @@ async def test_a_refresh_that_keeps_the_key_keeps_the_entries(
 async def test_no_keys_at_all_means_no_hits(
     entra_emulator: EntraEmulator, clock: FakeClock
 ) -> None:
-    check = validator(
+    check = validator_for(
         entra_emulator, clock, refresh_interval=HOUR, last_known_good_lifetime=2 * HOUR
     )
     token = entra_emulator.issue_token(roles=["r"], lifetime=10 * HOUR)
@@ -117,7 +109,7 @@ async def test_no_keys_at_all_means_no_hits(
 
 
 async def test_the_cache_can_be_turned_off(entra_emulator: EntraEmulator) -> None:
-    check = validator(entra_emulator, token_cache_size=0)
+    check = validator_for(entra_emulator, token_cache_size=0)
     token = entra_emulator.issue_token(roles=["r"])
     assert check.cache is None
     assert await check.validate(token) is not await check.validate(token)
@@ -125,7 +117,7 @@ async def test_the_cache_can_be_turned_off(entra_emulator: EntraEmulator) -> Non
 
 
 async def test_only_the_whole_token_hits(entra_emulator: EntraEmulator) -> None:
-    check = validator(entra_emulator)
+    check = validator_for(entra_emulator)
     token = entra_emulator.issue_token(roles=["r"])
     await check.validate(token)
     header, payload, signature = token.split(".")
