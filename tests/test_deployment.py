@@ -258,3 +258,70 @@ def test_the_readmes_fastapi_snippet_serves_its_docs(
         assert client.get("/orders").status_code == 401
         token = entra_emulator.issue_token(roles=["Orders.Read"])
         assert client.get("/orders", headers=bearer(token)).status_code == 200
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; never a downloaded browser build
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run",
+]  # fmt: skip
+# Runs in the page: one call with a token (a preflight first: Authorization is not a
+# CORS-safelisted header) and one without; what the page's code gets to see of each.
+CALL_THE_API = """async ([api, token]) => {
+    const call = async (headers) => {
+        try {
+            const answer = await fetch(api + "/me", {headers});
+            return {status: answer.status, body: await answer.text(),
+                    challenge: answer.headers.get("WWW-Authenticate")};
+        } catch (error) {
+            return {error: error.name};
+        }
+    };
+    return {granted: await call({Authorization: "Bearer " + token}), refused: await call({})};
+}"""
+
+
+async def page_origin(scope: Scope, receive: Receive, send: Send) -> None:
+    """The single-page app's own origin: a blank page to run the calls from."""
+    headers = [(b"content-type", b"text/html; charset=utf-8")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"<!doctype html><title>spa</title>"})
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no {CHROMIUM}: apt-get install chromium")
+@pytest.mark.parametrize("order", ["outer", "inner"])
+async def test_a_browser_on_another_origin_calls_the_api(
+    idp: EntraEmulator, tmp_path: Path, order: str
+) -> None:
+    playwright = pytest.importorskip("playwright.async_api")
+    spa = BackgroundServer(page_origin, host="127.0.0.1", port=0, tls=None)
+    spa.start()
+    origin = f"http://127.0.0.1:{spa.port}"
+    token = idp.issue_token(roles=["Orders.Read"])
+    try:
+        with uvicorn_process(
+            idp, tmp_path / "uvicorn.log", "--log-level", "info", "--access-log",
+            cors=order, allow_origin=origin,
+        ) as api:  # fmt: skip
+            async with playwright.async_playwright() as driver:
+                browser = await driver.chromium.launch(
+                    executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+                )
+                try:
+                    page = await browser.new_page()
+                    await page.goto(origin)
+                    seen = await page.evaluate(CALL_THE_API, [api.url, token])
+                finally:
+                    await browser.close()
+    finally:
+        spa.stop()
+    log = api.log.read_text()
+    assert '"OPTIONS /me HTTP/1.1" 200' in log  # the browser's preflight, answered by CORS
+    assert seen["granted"] == {
+        "status": 200, "body": f'{{"client_id":"{DEFAULT_CLIENT_ID}"}}', "challenge": None
+    }  # fmt: skip
+    if order == "outer":  # the README's order: the app can read the 401 and its challenge
+        assert (seen["refused"]["status"], seen["refused"]["challenge"]) == (401, "Bearer")
+    else:  # the 401 carries no CORS headers: the browser hands the app a network error
+        assert seen["refused"] == {"error": "TypeError"}
+        assert '"GET /me HTTP/1.1" 401' in log  # the request did reach the API
