@@ -14,7 +14,7 @@ from starlette.authentication import requires
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.types import Message
 from starlette.websockets import WebSocket
@@ -72,6 +72,7 @@ ROUTES = [
     Route("/me", me),
     Route("/requires", starlette_requires),
     Route("/write", write, methods=["POST"]),
+    Route("/write-options", write, methods=["OPTIONS"]),
     Route("/sync", sync_read),
     Route("/health", health),
     Route("/public/info", health),
@@ -431,3 +432,114 @@ async def test_other_scope_types_pass_through_untouched(entra_emulator: EntraEmu
     assert seen == [scope]
     assert "auth" not in scope
     await middleware.validator.aclose()
+
+
+def test_exclusions_match_the_path_the_app_routes_on_under_a_root_path(
+    entra_emulator: EntraEmulator,
+) -> None:
+    """ASGI's ``path`` includes ``root_path`` (``uvicorn --root-path /api``); routes do not."""
+    seen: list[AuthOutcome] = []
+    app = make_app(entra_emulator.config(), on_outcome=seen.append)
+    with TestClient(app, root_path="/api") as client:
+        assert client.get("/api/health").text == "ok"
+        assert client.get("/api/public/info").text == "ok"
+        assert client.get("/api/healthz").status_code == 401  # exact paths stay exact
+        assert client.get("/api").status_code == 401  # routes as "", which no exclusion is
+        token = entra_emulator.issue_token(roles=["Orders.Read"])
+        assert client.get("/api/me", headers=bearer(token)).status_code == 200
+        # "/api" is a prefix of "/apix" as a string only: Starlette routes "/apix/health" whole.
+        assert client.get("/apix/health").status_code == 401
+    # What the operator sees (the access log, the caller's URL) is the full path.
+    assert [(o.status, o.path) for o in seen] == [
+        (401, "/api/healthz"),
+        (401, "/api"),
+        (200, "/api/me"),
+        (401, "/apix/health"),
+    ]
+
+
+def test_exclusions_inside_a_mounted_app(entra_emulator: EntraEmulator) -> None:
+    """A ``Mount`` keeps the full path and extends ``root_path``: a proxy that keeps the prefix."""
+    outer = Starlette(routes=[Mount("/api", app=make_app(entra_emulator.config()))])
+    with TestClient(outer) as client:
+        assert client.get("/api/health").text == "ok"
+        assert client.get("/api/public/info").text == "ok"
+        assert client.get("/api/me").status_code == 401
+
+
+def preflight(origin: bool = True, method: bool = True) -> dict[str, str]:
+    headers = {"Access-Control-Request-Headers": "authorization"}
+    if origin:
+        headers["Origin"] = "https://spa.example"
+    if method:
+        headers["Access-Control-Request-Method"] = "GET"
+    return headers
+
+
+def test_a_cors_preflight_passes_without_a_token(entra_emulator: EntraEmulator) -> None:
+    seen: list[AuthOutcome] = []
+    with TestClient(make_app(entra_emulator.config(), on_outcome=seen.append)) as client:
+        # No CORS middleware here: the preflight reaches the router, which allows only GET.
+        assert client.options("/me", headers=preflight()).status_code == 405
+        # It reaches the app with no principal: a route that handles OPTIONS and demands a
+        # role still answers 401, never 500.
+        guarded = client.options("/write-options", headers=preflight())
+        assert guarded.status_code == 401
+        assert guarded.headers["www-authenticate"] == "Bearer"
+        for headers in ({}, preflight(method=False), preflight(origin=False)):
+            refused = client.options("/me", headers=headers)  # not a preflight: a token, please
+            assert refused.status_code == 401, headers
+            assert refused.json()["error"] == "missing_token"
+    # The route's own refusal is reported too, after the middleware let the preflight in.
+    assert [o.reason for o in seen] == ["anonymous", "anonymous"] + ["missing_token"] * 4
+
+
+def test_added_twice_fails_start_up_and_fetches_no_keys(entra_emulator: EntraEmulator) -> None:
+    app = make_app(entra_emulator.config())
+    app.add_middleware(EntraAuthMiddleware, config=entra_emulator.config())
+    with (
+        pytest.raises(RuntimeError, match="inside another EntraAuthMiddleware") as failure,
+        TestClient(app),
+    ):
+        pass
+    assert "Add it once" in str(failure.value)
+    assert entra_emulator.fetch_count("jwks") == 0
+
+
+def test_added_twice_fails_the_first_request_without_lifespan(
+    entra_emulator: EntraEmulator,
+) -> None:
+    app = make_app(entra_emulator.config())
+    app.add_middleware(EntraAuthMiddleware, config=entra_emulator.config(), optional=True)
+    client = TestClient(app)  # no lifespan: nothing runs before the first request
+    token = entra_emulator.issue_token(roles=["Orders.Read"])
+    with pytest.raises(RuntimeError, match="exclude_paths, exclude_prefixes and optional="):
+        client.get("/me", headers=bearer(token))
+    assert entra_emulator.fetch_count("jwks") == 1  # the outer one's fetch only
+    with pytest.raises(RuntimeError, match="inside another EntraAuthMiddleware"):
+        client.get("/me")  # the outer optional one lets it in: the inner one still objects
+    with (
+        pytest.raises(RuntimeError, match="inside another EntraAuthMiddleware"),
+        client.websocket_connect("/ws", headers=bearer(token)),
+    ):
+        pass
+
+
+def test_a_mounted_app_may_have_its_own_middleware_where_the_parent_excludes_it(
+    entra_emulator: EntraEmulator,
+) -> None:
+    """The supported way to protect one mount differently: the parent lets that prefix through."""
+    inner = make_app(entra_emulator.config(), exclude_paths=[], exclude_prefixes=[])
+    outer = Starlette(
+        routes=[Mount("/inner", app=inner), Route("/me", me)],
+        middleware=[
+            Middleware(
+                EntraAuthMiddleware, config=entra_emulator.config(), exclude_prefixes=["/inner/"]
+            )
+        ],
+    )
+    token = entra_emulator.issue_token(roles=["Orders.Read"])
+    with TestClient(outer) as client:
+        assert client.get("/inner/me", headers=bearer(token)).status_code == 200
+        assert client.get("/inner/health").status_code == 401  # its own rules: no exclusions
+        assert client.get("/me", headers=bearer(token)).status_code == 200

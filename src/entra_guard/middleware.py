@@ -5,6 +5,13 @@ It does one thing: read the bearer token, have the validator check it, and eithe
 principal into the request scope or answer the failure (RFC 6750 for HTTP; a refusal before
 accept for WebSockets). Route-level permission checks raise ``InsufficientPermissions`` inside
 the app; the middleware answers those too, so every failure has the same shape.
+
+Three things it deliberately lets through without a token: excluded paths, matched against the
+path the app routes on (``path`` without ``root_path``, as Starlette's router does, so an app
+served under a prefix keeps its health checks public); CORS preflights, which browsers send
+without credentials (Fetch standard, "CORS-preflight request"); and, with ``optional=True``,
+requests without credentials. It refuses to run inside another ``EntraAuthMiddleware``: the
+token would be validated twice and the inner one's options would silently do nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +36,14 @@ __all__ = ["STATE_KEY", "AuthOutcome", "EntraAuthMiddleware"]
 STATE_KEY = "entra_principal"
 _WS_POLICY_VIOLATION = 1008
 _DENIAL_EXTENSION = "websocket.http.response"
+# Set on the lifespan scope by the outermost EntraAuthMiddleware, so that a second one can tell.
+_LIFESPAN_MARK = "entra_guard.auth_middleware"
+_NESTED = (
+    "EntraAuthMiddleware runs inside another EntraAuthMiddleware (added twice, or on a mounted app "
+    "whose parent has it too): every token would be validated twice and the inner one's options "
+    "would have no effect. Add it once, and give that one all the exclude_paths, "
+    "exclude_prefixes and optional= settings the app needs."
+)
 
 logger = logging.getLogger("entra_guard.middleware")
 
@@ -38,8 +53,11 @@ class AuthOutcome:
     """What happened to one request, for metrics and audit hooks. Never holds the token."""
 
     status: int  # 200 when the request was let through to the app
-    reason: str  # "authenticated", "anonymous", or the failure's reason code
+    # "authenticated", "anonymous" (no credentials, let through: optional=True or a CORS
+    # preflight), or the failure's reason code
+    reason: str
     method: str
+    # The full request path, root_path included: what the server's access log and the caller see.
     path: str
     principal: EntraPrincipal | None = None
 
@@ -53,8 +71,15 @@ class EntraAuthMiddleware:
     ``app.add_middleware(EntraAuthMiddleware, config=EntraConfig(...))``. Give ``validator``
     instead of ``config`` to share one validator (and its key cache) with other code.
     ``exclude_paths`` are exact paths and ``exclude_prefixes`` path prefixes that need no token
-    (health checks, documentation). With ``optional=True``, requests without credentials pass
-    with no principal and routes decide; a token that is present must still be valid.
+    (health checks, documentation); both are the paths the app routes on, without the
+    ``root_path`` a server or mount adds (``uvicorn --root-path /api``: exclude ``/health``, and
+    ``/api/health`` is public). With ``optional=True``, requests without credentials pass with no
+    principal and routes decide; a token that is present must still be valid.
+
+    A CORS preflight (``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``, which
+    browsers send without credentials) passes without a principal. Installed inside another
+    ``EntraAuthMiddleware``, it fails the app's start-up (lifespan) or raises ``RuntimeError`` on
+    the first request.
     """
 
     def __init__(
@@ -92,11 +117,17 @@ class EntraAuthMiddleware:
         scope_type = scope["type"]
         if scope_type not in ("http", "websocket"):
             if scope_type == "lifespan":
-                await self.app(scope, receive, self._lifespan_send(send))
+                await self._lifespan(scope, receive, send)
             else:
                 await self.app(scope, receive, send)
             return
+        state = scope.get("state")
+        if state is not None and STATE_KEY in state:  # an outer EntraAuthMiddleware was here
+            raise RuntimeError(_NESTED)
         path: str = scope["path"]
+        root_path = scope.get("root_path")
+        if root_path and path.startswith(root_path):
+            path = _route_path(path, root_path)
         if path in self._exclude_paths or path.startswith(self._exclude_prefixes):
             await self.app(scope, receive, send)
             return
@@ -104,7 +135,7 @@ class EntraAuthMiddleware:
         try:
             token = bearer_token(scope, accept_query_token=self._accept_query_token)
             if token is None:
-                if not self._optional:
+                if not (self._optional or _is_cors_preflight(scope)):
                     raise MissingToken
                 principal = None
             else:
@@ -187,6 +218,16 @@ class EntraAuthMiddleware:
             await send({"type": "websocket.close", "code": _WS_POLICY_VIOLATION,
                         "reason": exc.description[:120]})  # fmt: skip
 
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if _LIFESPAN_MARK in scope:
+            # Fail before the app starts and before anything fetches keys. Raising after the
+            # message makes TestClient raise it too; uvicorn logs the message and exits.
+            await receive()  # lifespan.startup
+            await send({"type": "lifespan.startup.failed", "message": _NESTED})
+            raise RuntimeError(_NESTED)
+        scope[_LIFESPAN_MARK] = True
+        await self.app(scope, receive, self._lifespan_send(send))
+
     def _lifespan_send(self, send: Send) -> Send:
         async def lifespan_send(message: Message) -> None:
             if message["type"] == "lifespan.startup.complete" and self._prefetch_keys:
@@ -199,6 +240,25 @@ class EntraAuthMiddleware:
             await send(message)
 
         return lifespan_send
+
+
+def _route_path(path: str, root_path: str) -> str:
+    """``path`` without ``root_path`` where it is a whole-segment prefix, as Starlette routes.
+
+    ASGI's ``path`` includes ``root_path`` (uvicorn prepends ``--root-path``; ``Mount`` keeps the
+    full path and extends ``root_path``), so ``/api/health`` under ``/api`` routes as ``/health``
+    while ``/apix/health`` stays as it is.
+    """
+    rest = path[len(root_path) :]
+    return rest if not rest or rest[0] == "/" else path
+
+
+def _is_cors_preflight(scope: Scope) -> bool:
+    """``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method`` (Fetch standard)."""
+    if scope.get("method") != "OPTIONS":
+        return False
+    names = {name for name, _ in scope["headers"]}
+    return b"origin" in names and b"access-control-request-method" in names
 
 
 async def _report(
