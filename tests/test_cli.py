@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 
+import entra_guard
 from entra_guard.cli import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, main
+from entra_guard.cli.demo import EXAMPLE_MODULE
 from entra_guard.cli.emulator import DEMO_API, register_demo, run_emulator
 from entra_guard.testing import EntraEmulator
 from entra_guard.validation import TokenValidator
@@ -33,7 +38,10 @@ def closed_port() -> int:
     return port
 
 
-def test_demo_passes(capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_passes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # an empty directory: nothing of the checkout in reach
     assert main(["demo"]) == EXIT_OK
     out = capsys.readouterr().out
     assert "[FAIL]" not in out
@@ -42,11 +50,26 @@ def test_demo_passes(capsys: pytest.CaptureFixture[str]) -> None:
     assert "-> 401 (expected 401) invalid_token" in out
 
 
-def test_demo_without_the_example_is_a_usage_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["demo", "--example", str(tmp_path)]) == EXIT_USAGE
-    assert "examples/fastapi_app/main.py" in capsys.readouterr().err
+def test_the_example_api_ships_inside_the_package() -> None:
+    # The wheel holds the package and nothing beside it: the demo's example must be inside.
+    spec = importlib.util.find_spec(EXAMPLE_MODULE)
+    assert spec is not None
+    assert spec.origin is not None
+    package = Path(entra_guard.__file__).resolve().parent
+    assert Path(spec.origin).resolve().is_relative_to(package)
+
+
+def test_version_is_the_installed_one(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"entra-guard {metadata.version('entra-guard')}\n"
+    printed = subprocess.run(  # noqa: S603
+        [*CLI, "--version"], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    declared = re.search(r'^version = "([^"]+)"$', (ROOT / "pyproject.toml").read_text(), re.M)
+    assert declared is not None
+    assert printed == f"entra-guard {declared.group(1)}\n"
 
 
 @pytest.mark.parametrize("command", [[], ["emulator"], ["token"], ["inspect"], ["demo"]])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_UNREACHABLE", "EXIT_USAGE", "main"]
 
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="entra-guard",
         description="Microsoft Entra ID access tokens for ASGI APIs: tools and a local emulator.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     emulator = commands.add_parser(
@@ -81,15 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--ca-bundle", metavar="PEM", help="CA bundle to trust (the emulator's)")
     inspect.add_argument("--now", type=float, help="check as of this Unix time")
 
-    demo = commands.add_parser(
+    commands.add_parser(
         "demo",
         help="run the offline demo end to end",
         description="Start the emulator and the example API, get a token with client "
         "credentials, call a public route, a protected one, one needing a role the caller "
         "lacks, and one with a tampered token. Exit 0 only if every answer is the expected one.",
     )
-    demo.add_argument("--example", metavar="DIR", help="directory of the example API's main.py")
     return parser
+
+
+def _version() -> str:
+    try:
+        return metadata.version("entra-guard")
+    except metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
