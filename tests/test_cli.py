@@ -136,6 +136,26 @@ def test_token_errors(
     assert main(unreachable) == EXIT_UNREACHABLE
 
 
+def test_token_scope_hints_name_the_resource_meant(
+    entra_emulator: EntraEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, daemon = register_demo(entra_emulator)
+    args = ["token", "--instance", entra_emulator.instance, "--tenant-id", entra_emulator.tenant_id,
+            "--client-id", daemon.client_id, "--client-secret", daemon.secret or ""]  # fmt: skip
+    assert main([*args, "--scope", DEMO_API]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"ask for '{DEMO_API}/.default'" in err
+    assert "api://.default" not in err
+    assert main([*args, "--scope", "Orders.Read"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "does not say which API it is for" in err
+    assert "'<resource>/.default'" in err
+    assert "Orders.Read/.default" not in err
+    assert entra_emulator.token_request_count() == 0  # refused before any request
+    assert daemon.secret
+    assert daemon.secret not in err
+
+
 def test_token_with_a_certificate_over_https(
     entra_emulator_https: EntraEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
