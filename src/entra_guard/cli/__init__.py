@@ -6,19 +6,30 @@
     entra-guard demo       the whole story offline: emulator, example API, token, four calls
 
 Exit codes: 0 success, 1 a failed outcome (invalid token, refused request, demo mismatch),
-2 bad arguments, 3 an endpoint that cannot be reached.
+2 bad arguments, 3 an endpoint that cannot be reached, 141 the output's reader went away
+(``... | head -1``; quietly, as after SIGPIPE).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from importlib import metadata
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_UNREACHABLE", "EXIT_USAGE", "main"]
+__all__ = [
+    "EXIT_BROKEN_PIPE",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "main",
+]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+#: The output's reader went away; 128 + SIGPIPE (13), what a shell reports for a killed writer.
+EXIT_BROKEN_PIPE = 141
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,7 +112,21 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        try:
+            return _run(build_parser().parse_args(argv))
+        finally:  # --help and --version end in SystemExit: their output is flushed here too
+            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+    except BrokenPipeError:
+        # The reader left (`entra-guard inspect ... | head -1`): stop quietly, as a program killed
+        # by SIGPIPE would; later flushes go to devnull instead of failing again at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "emulator":
         from entra_guard.cli.emulator import run_emulator  # noqa: PLC0415  # import on demand
 
