@@ -319,6 +319,21 @@ def section(out: str, start: str) -> str:
     return "\n".join([lines[0], *evidence])
 
 
+def test_inspect_explains_times_no_clock_can_hold(
+    entra_emulator: EntraEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = entra_emulator.issue_token(roles=["r"], claims={"exp": 10**400, "nbf": 1e308})
+    audience = entra_emulator.config().audiences[0]
+    check = ["inspect", token, "--tenant-id", entra_emulator.tenant_id, "--audience", audience,
+             "--instance", entra_emulator.instance]  # fmt: skip
+    assert main(check) == EXIT_FAILED
+    out = capsys.readouterr().out
+    assert "expires at: not a time from 1970 to 9999" in out
+    assert "not valid before: not a time from 1970 to 9999" in out
+    assert "[FAIL] lifetime" in out
+    assert "(invalid_claim)" in out
+
+
 def test_inspect_errors(entra_emulator: EntraEmulator, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["inspect", "not-a-token"]) == EXIT_FAILED
     assert "not a JWT" in capsys.readouterr().err

@@ -31,7 +31,7 @@ from entra_guard.errors import EntraGuardError, InvalidToken
 from entra_guard.parsing import ParsedToken
 from entra_guard.validation import TokenValidator
 
-__all__ = ["check_token", "when"]
+__all__ = ["check_token", "claim_time", "when"]
 
 T = TypeVar("T")
 #: (label, text) lines printed under a check: what the token says, what is expected.
@@ -213,7 +213,7 @@ def _lifetime_evidence(
     said = []
     bounds = []
     for name in ("exp", "nbf", "iat"):
-        value = _time(claims, name)
+        value = claim_time(claims, name)
         if value is None:
             said.append(f"{name} {_claim(claims, name)}")
             continue
@@ -288,7 +288,7 @@ def _span(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-def _time(claims: Mapping[str, Any], name: str) -> float | None:
+def claim_time(claims: Mapping[str, Any], name: str) -> float | None:
     """The claim as a time, if it is one (a JSON number from 1970 to 9999)."""
     value = claims.get(name)
     if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= _MAX_TIME:

@@ -16,7 +16,7 @@ from typing import TextIO
 
 import httpx
 
-from entra_guard.cli.checks import check_token, when
+from entra_guard.cli.checks import check_token, claim_time, when
 from entra_guard.config import EntraConfig
 from entra_guard.errors import EntraGuardError, InvalidToken, KeysUnavailable
 from entra_guard.parsing import ParsedToken, parse_token
@@ -71,8 +71,10 @@ def describe_token(parsed: ParsedToken, *, now: float, out: TextIO) -> None:
     out.write("Claims\n")
     for name, value in parsed.payload.items():
         meaning = CLAIM_MEANINGS.get(name, "")
-        if name in _TIMES and isinstance(value, (int, float)) and not isinstance(value, bool):
-            meaning = f"{meaning}: {when(value, now)}"
+        if name in _TIMES:
+            moment = claim_time(parsed.payload, name)
+            shown = "not a time from 1970 to 9999" if moment is None else when(moment, now)
+            meaning = f"{meaning}: {shown}"
         _row(out, name, value, meaning)
 
 
