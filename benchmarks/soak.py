@@ -1,9 +1,9 @@
 """``python -m benchmarks.soak``: the example API under load while its identity provider misbehaves.
 
-A bounded soak of the real thing: the example API (``examples/fastapi_app``) served by its own
-``uvicorn`` process on 127.0.0.1, trusting a local Entra ID emulator run by this process with
-short key timings, so that refreshes happen during the run. Workers (asyncio, an ``httpx``
-client with one connection each) send a mix of tokens (see ``soak_traffic``) for
+A bounded soak of the real thing: the example API (``entra_guard.examples.orders_api``) served
+by its own ``uvicorn`` process on 127.0.0.1, trusting a local Entra ID emulator run by this
+process with short key timings, so that refreshes happen during the run. Workers (asyncio, an
+``httpx`` client with one connection each) send a mix of tokens (see ``soak_traffic``) for
 ``--duration`` seconds, while a deterministic chaos schedule, every ``step`` seconds, rotates
 the signing key, removes the key signed with before, and takes the identity provider down and
 back up.
@@ -190,9 +190,7 @@ def serve_api(settings: Settings, idp: EntraEmulator, log: Path) -> Iterator[Api
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "--app-dir",
-                "examples/fastapi_app",
-                "main:app",
+                "entra_guard.examples.orders_api:app",
                 "--host",
                 "127.0.0.1",
                 "--port",

@@ -187,7 +187,7 @@ def render(result: RunResult) -> str:
         "",
         "`python -m benchmarks.soak [--duration SECONDS] [--concurrency N] [--seed N] "
         "[--no-write]` (from the repository root, in the venv with the `bench` extra): the "
-        "example API (`examples/fastapi_app`) in its own uvicorn process on 127.0.0.1, "
+        "example API (`entra_guard.examples.orders_api`) in its own uvicorn process on 127.0.0.1, "
         "trusting a local Entra ID emulator run by the soak with short key timings; asyncio "
         "workers (httpx, one connection each) send a mix of valid, expired, forged, garbage "
         "and missing tokens while a deterministic schedule rotates the signing key, removes "

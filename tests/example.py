@@ -1,17 +1,13 @@
-"""Loading the example API (examples/fastapi_app/main.py) against a test emulator."""
+"""Loading the example API (``entra_guard.examples.orders_api``) against a test emulator."""
 
 from __future__ import annotations
 
-import importlib.util
-import uuid
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from entra_guard.cli.demo import load_example as fresh_example
 from entra_guard.testing import DEFAULT_AUDIENCE, EntraEmulator
-
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "fastapi_app" / "main.py"
 
 
 def load_example(
@@ -26,9 +22,4 @@ def load_example(
         monkeypatch.setenv("ENTRA_INSTANCE", idp.instance)
     for name, value in env.items():
         monkeypatch.setenv(f"ENTRA_{name}", value)
-    spec = importlib.util.spec_from_file_location(f"example_{uuid.uuid4().hex}", EXAMPLE)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return fresh_example()

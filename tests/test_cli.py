@@ -4,20 +4,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import importlib.util
 import io
+import itertools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 
-from entra_guard.cli import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, main
+import entra_guard
+from entra_guard.cli import (
+    EXIT_BROKEN_PIPE,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    main,
+)
+from entra_guard.cli.demo import EXAMPLE_MODULE
 from entra_guard.cli.emulator import DEMO_API, register_demo, run_emulator
 from entra_guard.testing import EntraEmulator
 from entra_guard.validation import TokenValidator
@@ -33,7 +47,10 @@ def closed_port() -> int:
     return port
 
 
-def test_demo_passes(capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_passes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # an empty directory: nothing of the checkout in reach
     assert main(["demo"]) == EXIT_OK
     out = capsys.readouterr().out
     assert "[FAIL]" not in out
@@ -42,11 +59,26 @@ def test_demo_passes(capsys: pytest.CaptureFixture[str]) -> None:
     assert "-> 401 (expected 401) invalid_token" in out
 
 
-def test_demo_without_the_example_is_a_usage_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["demo", "--example", str(tmp_path)]) == EXIT_USAGE
-    assert "examples/fastapi_app/main.py" in capsys.readouterr().err
+def test_the_example_api_ships_inside_the_package() -> None:
+    # The wheel holds the package and nothing beside it: the demo's example must be inside.
+    spec = importlib.util.find_spec(EXAMPLE_MODULE)
+    assert spec is not None
+    assert spec.origin is not None
+    package = Path(entra_guard.__file__).resolve().parent
+    assert Path(spec.origin).resolve().is_relative_to(package)
+
+
+def test_version_is_the_installed_one(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"entra-guard {metadata.version('entra-guard')}\n"
+    printed = subprocess.run(  # noqa: S603
+        [*CLI, "--version"], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    declared = re.search(r'^version = "([^"]+)"$', (ROOT / "pyproject.toml").read_text(), re.M)
+    assert declared is not None
+    assert printed == f"entra-guard {declared.group(1)}\n"
 
 
 @pytest.mark.parametrize("command", [[], ["emulator"], ["token"], ["inspect"], ["demo"]])
@@ -113,6 +145,26 @@ def test_token_errors(
     assert main(unreachable) == EXIT_UNREACHABLE
 
 
+def test_token_scope_hints_name_the_resource_meant(
+    entra_emulator: EntraEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, daemon = register_demo(entra_emulator)
+    args = ["token", "--instance", entra_emulator.instance, "--tenant-id", entra_emulator.tenant_id,
+            "--client-id", daemon.client_id, "--client-secret", daemon.secret or ""]  # fmt: skip
+    assert main([*args, "--scope", DEMO_API]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"ask for '{DEMO_API}/.default'" in err
+    assert "api://.default" not in err
+    assert main([*args, "--scope", "Orders.Read"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "does not say which API it is for" in err
+    assert "'<resource>/.default'" in err
+    assert "Orders.Read/.default" not in err
+    assert entra_emulator.token_request_count() == 0  # refused before any request
+    assert daemon.secret
+    assert daemon.secret not in err
+
+
 def test_token_with_a_certificate_over_https(
     entra_emulator_https: EntraEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -171,16 +223,115 @@ def test_inspect_decodes_and_checks(
 def test_inspect_shows_every_failed_check(
     entra_emulator: EntraEmulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    token = entra_emulator.issue_token(roles=[], audience="api://other", now=time.time() - 7200)
+    now = 1_800_000_000  # 2027-01-15 08:00:00 UTC
+    token = entra_emulator.issue_token(roles=[], audience="api://other", now=now - 7200)
     check = ["inspect", token, "--tenant-id", entra_emulator.tenant_id, "--audience",
-             "api://mine", "--instance", entra_emulator.instance]  # fmt: skip
+             "api://mine", "--audience", "api://mine2", "--instance", entra_emulator.instance,
+             "--now", str(now)]  # fmt: skip
     assert main(check) == EXIT_FAILED
     out = capsys.readouterr().out
-    assert "[FAIL] lifetime" in out
-    assert "[FAIL] audience" in out
-    assert "[FAIL] permissions" in out
     assert "[pass] signature" in out
     assert "Result: refused with 401 (token_expired)" in out
+    # each failure: what the token says against what this API expects
+    lifetime = section(out, "[FAIL] lifetime")
+    assert "exp 2027-01-15 07:00:00 UTC (1 h ago)" in lifetime
+    assert "now 2027-01-15 08:00:00 UTC, leeway 60 s" in lifetime
+    assert "before exp + leeway = 2027-01-15 07:01:00 UTC" in lifetime
+    audience = section(out, "[FAIL] audience")
+    assert 'token     aud "api://other"' in audience
+    assert "expected  one of api://mine, api://mine2" in audience
+    permissions = section(out, "[FAIL] permissions")
+    assert "roles absent, scp absent" in permissions
+    assert "at least one app role (roles) or scope (scp)" in permissions
+
+
+def test_inspect_shows_the_tenant_and_issuer_expected(
+    entra_emulator: EntraEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = "11111111-2222-3333-4444-555555555555"
+    token = entra_emulator.issue_token(roles=["r"], tenant_id=other)  # genuinely signed
+    audience = entra_emulator.config().audiences[0]
+    single = ["inspect", token, "--tenant-id", entra_emulator.tenant_id, "--audience", audience,
+              "--instance", entra_emulator.instance]  # fmt: skip
+    assert main(single) == EXIT_FAILED
+    issuer = section(capsys.readouterr().out, "[FAIL] issuer")
+    assert f'tid "{other}"' in issuer
+    assert f'expected  iss "{entra_emulator.instance}/{entra_emulator.tenant_id}/v2.0"' in issuer
+    assert f"tid {entra_emulator.tenant_id}" in issuer
+
+    allowed = "66666666-7777-8888-9999-000000000000"
+    multi = ["inspect", token, "--tenant-id", "organizations", "--allowed-tenant", allowed,
+             "--audience", audience, "--instance", entra_emulator.instance]  # fmt: skip
+    assert main(multi) == EXIT_FAILED
+    out = capsys.readouterr().out
+    issuer = section(out, "[FAIL] issuer")
+    assert "(tenant_not_allowed)" in issuer
+    assert f'token     iss "{entra_emulator.instance}/{other}/v2.0", tid "{other}"' in issuer
+    assert f"tid one of {allowed}" in issuer
+
+
+def test_inspect_after_a_failed_signature_marks_the_claims_unverified(
+    entra_emulator: EntraEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    header, payload, signature = entra_emulator.issue_token(roles=["Orders.Read"]).split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    claims["roles"] = ["Orders.Write"]
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    check = ["inspect", f"{header}.{forged}.{signature}", "--tenant-id", entra_emulator.tenant_id,
+             "--audience", claims["aud"], "--instance", entra_emulator.instance]  # fmt: skip
+    assert main(check) == EXIT_FAILED
+    out = capsys.readouterr().out
+    assert "[FAIL] signature" in out
+    for name in ("lifetime", "issuer", "audience", "client", "permissions"):
+        assert f"[unverified] {name:<12} would pass" in out
+        assert f"[pass] {name}" not in out
+    assert "Result: refused with 401 (invalid_signature)" in out
+
+    unknown_key = entra_emulator.issue_token(roles=["r"], key=EntraEmulator.generate_key())
+    assert main([*check[:1], unknown_key, *check[2:]]) == EXIT_FAILED
+    out = capsys.readouterr().out
+    assert "[FAIL] signing key" in out
+    assert "[unverified] issuer       not checked without the signing key" in out
+    assert "[pass]" not in out.split("[FAIL] signing key", 1)[1]
+
+
+def test_inspect_into_a_closed_pipe_exits_quietly(entra_emulator: EntraEmulator) -> None:
+    # `entra-guard inspect ... | head -1` where head has gone before the output arrives
+    token = entra_emulator.issue_token(roles=["r"])
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(  # noqa: S603
+            [*CLI, "inspect", token, "--tenant-id", entra_emulator.tenant_id, "--audience",
+             entra_emulator.config().audiences[0], "--instance", entra_emulator.instance],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert result.stderr == ""
+    assert result.returncode == EXIT_BROKEN_PIPE
+
+
+def section(out: str, start: str) -> str:
+    """The line of ``out`` that contains ``start``, and the evidence lines under it."""
+    lines = out[out.index(start) :].splitlines()
+    evidence = itertools.takewhile(lambda line: line.startswith("      "), lines[1:])
+    return "\n".join([lines[0], *evidence])
+
+
+def test_inspect_explains_times_no_clock_can_hold(
+    entra_emulator: EntraEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = entra_emulator.issue_token(roles=["r"], claims={"exp": 10**400, "nbf": 1e308})
+    audience = entra_emulator.config().audiences[0]
+    check = ["inspect", token, "--tenant-id", entra_emulator.tenant_id, "--audience", audience,
+             "--instance", entra_emulator.instance]  # fmt: skip
+    assert main(check) == EXIT_FAILED
+    out = capsys.readouterr().out
+    assert "expires at: not a time from 1970 to 9999" in out
+    assert "not valid before: not a time from 1970 to 9999" in out
+    assert "[FAIL] lifetime" in out
+    assert "(invalid_claim)" in out
 
 
 def test_inspect_errors(entra_emulator: EntraEmulator, capsys: pytest.CaptureFixture[str]) -> None:

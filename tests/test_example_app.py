@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,7 +12,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from entra_guard.testing import DEFAULT_CLIENT_ID, EntraEmulator
+from entra_guard.testing.server import BackgroundServer
 from tests.example import load_example
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 @pytest.fixture
@@ -119,3 +123,40 @@ def test_dev_mode_starts_an_emulator_and_says_how_to_get_a_token(
                 assert call(api, method, path, token, json=body).status_code == status
     finally:
         idp.stop()
+
+
+def readme_code(heading: str) -> str:
+    """The first Python block of the README's section ``heading``."""
+    section = README.read_text(encoding="utf-8").split(f"\n{heading}\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("\n```", 1)[0]
+
+
+def test_the_readme_client_example_runs_as_written(
+    entra_emulator: EntraEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    idp = entra_emulator
+    api = idp.register_api(app_id_uri="api://orders", roles=["Orders.Read"])
+    daemon = idp.register_client(name="daemon", roles={"api://orders": ["Orders.Read"]})
+    assert daemon.secret
+    example = load_example(monkeypatch, idp, AUDIENCES=f"{api.client_id},api://orders")
+    monkeypatch.setenv("ENTRA_CLIENT_SECRET", daemon.secret)
+    server = BackgroundServer(example.app, host="127.0.0.1", port=0, tls=None, lifespan="on")
+    server.start()
+    try:
+        code = readme_code("## Call it with client credentials")
+        # Only what a reader fills in, and the emulator's address instead of Microsoft's.
+        for placeholder, value in (
+            ('"<Directory (tenant) ID>"', repr(idp.tenant_id)),
+            ('"<the caller\'s Application (client) ID>"', repr(daemon.client_id)),
+            ("ConfidentialClient(", f"ConfidentialClient(instance={idp.instance!r},"),
+            ("https://orders.example.com", f"http://127.0.0.1:{server.port}"),
+        ):
+            assert code.count(placeholder) == 1, placeholder
+            code = code.replace(placeholder, value)
+        exec(compile(code, "README.md (client example)", "exec"), {"__name__": "readme"})  # noqa: S102
+    finally:
+        server.stop()
+    assert capsys.readouterr().out.splitlines()[-1] == f"1 orders; called as {daemon.client_id}"
+    assert idp.token_request_count() == 1  # one token, cached for the second call

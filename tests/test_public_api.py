@@ -33,7 +33,7 @@ def test_public_api_is_pinned() -> None:
         "authorization", "bearer", "claims", "cli", "client", "config", "discovery", "errors",
         "fastapi", "middleware", "parsing", "principal", "starlette", "token_cache", "validation",
     }  # fmt: skip
-    assert public - modules - {"testing"} == set(PUBLIC)
+    assert public - modules - {"testing", "examples"} == set(PUBLIC)
 
 
 def test_testing_api_is_pinned() -> None:

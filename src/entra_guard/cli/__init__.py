@@ -6,18 +6,30 @@
     entra-guard demo       the whole story offline: emulator, example API, token, four calls
 
 Exit codes: 0 success, 1 a failed outcome (invalid token, refused request, demo mismatch),
-2 bad arguments, 3 an endpoint that cannot be reached.
+2 bad arguments, 3 an endpoint that cannot be reached, 141 the output's reader went away
+(``... | head -1``; quietly, as after SIGPIPE).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_UNREACHABLE", "EXIT_USAGE", "main"]
+__all__ = [
+    "EXIT_BROKEN_PIPE",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "main",
+]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+#: The output's reader went away; 128 + SIGPIPE (13), what a shell reports for a killed writer.
+EXIT_BROKEN_PIPE = 141
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="entra-guard",
         description="Microsoft Entra ID access tokens for ASGI APIs: tools and a local emulator.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     emulator = commands.add_parser(
@@ -81,19 +94,39 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--ca-bundle", metavar="PEM", help="CA bundle to trust (the emulator's)")
     inspect.add_argument("--now", type=float, help="check as of this Unix time")
 
-    demo = commands.add_parser(
+    commands.add_parser(
         "demo",
         help="run the offline demo end to end",
         description="Start the emulator and the example API, get a token with client "
         "credentials, call a public route, a protected one, one needing a role the caller "
         "lacks, and one with a tampered token. Exit 0 only if every answer is the expected one.",
     )
-    demo.add_argument("--example", metavar="DIR", help="directory of the example API's main.py")
     return parser
 
 
+def _version() -> str:
+    try:
+        return metadata.version("entra-guard")
+    except metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        try:
+            return _run(build_parser().parse_args(argv))
+        finally:  # --help and --version end in SystemExit: their output is flushed here too
+            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+    except BrokenPipeError:
+        # The reader left (`entra-guard inspect ... | head -1`): stop quietly, as a program killed
+        # by SIGPIPE would; later flushes go to devnull instead of failing again at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "emulator":
         from entra_guard.cli.emulator import run_emulator  # noqa: PLC0415  # import on demand
 

@@ -16,7 +16,6 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -28,26 +27,21 @@ from entra_guard.client import ClientCertificate, ClientSecret, ConfidentialClie
 from entra_guard.testing import EntraEmulator
 from entra_guard.testing.server import BackgroundServer
 
-__all__ = ["run_demo"]
+__all__ = ["EXAMPLE_MODULE", "load_example", "run_demo"]
 
+#: The example API the demo serves; it ships in the wheel (``src/entra_guard/examples/``).
+EXAMPLE_MODULE = "entra_guard.examples.orders_api"
 _SCOPE = f"{DEMO_API}/.default"
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    example = _find_example(args.example)
-    if example is None:
-        return fail(
-            "the example API (examples/fastapi_app/main.py) was not found: run from the "
-            "repository root or pass --example DIR",
-            EXIT_USAGE,
-        )
     try:
         import fastapi  # noqa: F401, PLC0415
         import uvicorn  # noqa: F401, PLC0415
     except ImportError as exc:
         return fail(f"the demo needs {exc.name}: pip install 'entra-guard[demo]'", EXIT_USAGE)
     report = Report()
-    asyncio.run(_demo(example, report))
+    asyncio.run(_demo(report))
     print(report.summary())
     return EXIT_OK if report.all_expected else EXIT_FAILED
 
@@ -80,7 +74,7 @@ class Report:
         return f"{failed} of {len(self.outcomes)} outcomes were not the expected ones."
 
 
-async def _demo(example: Path, report: Report) -> None:
+async def _demo(report: Report) -> None:
     with EntraEmulator() as idp:
         api, reader = register_demo(idp, granted=("Orders.Read",))
         writer = idp.register_client(
@@ -94,7 +88,7 @@ async def _demo(example: Path, report: Report) -> None:
             "ENTRA_INSTANCE": idp.instance,
         }
         with _environment(environment):
-            module = _load(example)
+            module = load_example()
         server = BackgroundServer(module.app, host="127.0.0.1", port=0, tls=None, lifespan="on")
         server.start()
         try:
@@ -182,21 +176,15 @@ def _error_of(response: httpx.Response) -> str:
     return f"{body.get('error')}: {body.get('error_description')}" if isinstance(body, dict) else ""
 
 
-def _find_example(given: str | None) -> Path | None:
-    candidates = [Path(given)] if given else [
-        Path.cwd() / "examples" / "fastapi_app",
-        Path(__file__).resolve().parents[3] / "examples" / "fastapi_app",
-    ]  # fmt: skip
-    for directory in candidates:
-        if (directory / "main.py").is_file():
-            return directory / "main.py"
-    return None
+def load_example() -> ModuleType:
+    """A fresh instance of the example API module, configured by ``ENTRA_*`` as they are now.
 
-
-def _load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("entra_guard_demo_example", path)
+    Found by its module name, the same way in a checkout, an editable install and a wheel; not
+    put in ``sys.modules``, so each run gets its own app and settings.
+    """
+    spec = importlib.util.find_spec(EXAMPLE_MODULE)
     if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {path}")
+        raise RuntimeError(f"{EXAMPLE_MODULE} is not installed")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -220,4 +208,4 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(run_demo(argparse.Namespace(example=None)))
+    sys.exit(run_demo(argparse.Namespace()))

@@ -12,34 +12,16 @@ import json
 import ssl
 import sys
 import time
-from collections.abc import Callable
-from datetime import datetime, timezone
-from typing import TextIO, TypeVar
+from typing import TextIO
 
 import httpx
 
-from entra_guard.claims import (
-    check_audience,
-    check_client,
-    check_issuer,
-    check_lifetime,
-    check_permissions,
-)
+from entra_guard.cli.checks import check_token, claim_time, when
 from entra_guard.config import EntraConfig
-from entra_guard.discovery import KeyStore
 from entra_guard.errors import EntraGuardError, InvalidToken, KeysUnavailable
 from entra_guard.parsing import ParsedToken, parse_token
-from entra_guard.validation import TokenValidator
 
-__all__ = [
-    "CLAIM_MEANINGS",
-    "check_token",
-    "describe_token",
-    "parse_for_display",
-    "run_inspect",
-]
-
-T = TypeVar("T")
+__all__ = ["CLAIM_MEANINGS", "describe_token", "parse_for_display", "run_inspect"]
 
 CLAIM_MEANINGS = {
     "typ": "token type (always JWT)",
@@ -89,82 +71,11 @@ def describe_token(parsed: ParsedToken, *, now: float, out: TextIO) -> None:
     out.write("Claims\n")
     for name, value in parsed.payload.items():
         meaning = CLAIM_MEANINGS.get(name, "")
-        if name in _TIMES and isinstance(value, (int, float)) and not isinstance(value, bool):
-            meaning = f"{meaning}: {_when(value, now)}"
+        if name in _TIMES:
+            moment = claim_time(parsed.payload, name)
+            shown = "not a time from 1970 to 9999" if moment is None else when(moment, now)
+            meaning = f"{meaning}: {shown}"
         _row(out, name, value, meaning)
-
-
-async def check_token(
-    parsed: ParsedToken,
-    config: EntraConfig,
-    *,
-    now: float,
-    out: TextIO,
-    http_client: httpx.AsyncClient | None = None,
-) -> EntraGuardError | None:
-    """Run every check and print each with pass/fail; return the first failure, if any."""
-    out.write(f"Checks (tenant {config.tenant_id}, audiences {', '.join(config.audiences)})\n")
-    failures: list[EntraGuardError] = []
-
-    def step(name: str, action: Callable[[], T], passed: Callable[[T], str]) -> T | None:
-        try:
-            result = action()
-        except EntraGuardError as exc:
-            out.write(f"  [FAIL] {name:<12} {exc.description} ({exc.reason})\n")
-            failures.append(exc)
-            return None
-        out.write(f"  [pass] {name:<12} {passed(result)}\n")
-        return result
-
-    claims = parsed.payload
-    validator = TokenValidator(config, key_store=KeyStore(config, http_client=http_client))
-    try:
-        header = step("header", lambda: validator.check_header(parsed.header),
-                      lambda h: f"algorithm {h[1]} accepted")  # fmt: skip
-        version = step("version", lambda: validator.token_version(claims), lambda v: f"v{v}")
-        if header is None or version is None:
-            return failures[0]
-        algorithm, alg, kid, x5t = header
-        try:
-            keyset, key = await validator.key_store.find_key(version, kid, x5t)
-        except EntraGuardError as exc:  # no keys at all: nothing further can be checked
-            step("signing key", _raising(exc), str)
-            return exc
-        if key is None:
-            missing = InvalidToken("key_not_found", "The signature key was not found")
-            step("signing key", _raising(missing), str)
-            return missing
-        step("signing key", lambda: kid or x5t, lambda k: f"{k} in {keyset.jwks_uri}")
-        step(
-            "signature",
-            lambda: validator.verify_signature(
-                parsed.signing_input, parsed.signature, algorithm, alg, key
-            ),
-            lambda _: "valid",
-        )
-        step(
-            "lifetime",
-            lambda: check_lifetime(claims, leeway=config.leeway, now=now),
-            lambda _: f"within exp/nbf/iat, leeway {config.leeway:g} s",
-        )
-        step(
-            "issuer",
-            lambda: check_issuer(claims, config=config, keyset=keyset, key=key),
-            lambda _: str(claims.get("iss")),
-        )
-        step("audience", lambda: check_audience(claims, config), lambda _: str(claims.get("aud")))
-        client_id = step("client", lambda: check_client(claims, version), str)
-        if client_id is not None:
-            step(
-                "permissions",
-                lambda: check_permissions(
-                    claims, config=config, version=version, client_id=client_id
-                ),
-                lambda p: "grants " + (" ".join(sorted(p.roles | p.scopes)) or "nothing"),
-            )
-    finally:
-        await validator.aclose()
-    return failures[0] if failures else None
 
 
 def parse_for_display(token: str) -> ParsedToken:
@@ -172,32 +83,11 @@ def parse_for_display(token: str) -> ParsedToken:
     return parse_token(token.strip(), max_bytes=1024 * 1024)
 
 
-def _raising(exc: EntraGuardError) -> Callable[[], None]:
-    def action() -> None:
-        raise exc
-
-    return action
-
-
 def _row(out: TextIO, name: str, value: object, meaning: str) -> None:
     text = value if isinstance(value, str) else json.dumps(value)
     if len(text) > 70:
         text = text[:67] + "..."
     out.write(f"  {name:<20} {text:<44} {meaning}\n".rstrip() + "\n")
-
-
-def _when(value: float, now: float) -> str:
-    moment = datetime.fromtimestamp(value, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    delta = value - now
-    span = _span(abs(delta))
-    return f"{moment} ({'in ' + span if delta > 0 else span + ' ago'})"
-
-
-def _span(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f} {unit}"
-    return f"{seconds:.0f} s"
 
 
 def run_inspect(args: argparse.Namespace) -> int:

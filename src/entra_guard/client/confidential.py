@@ -21,6 +21,7 @@ from entra_guard.client.auth import EntraClientAuth
 from entra_guard.client.endpoint import TokenEndpoint
 from entra_guard.client.errors import TokenRequestError
 from entra_guard.client.retry import RetryPolicy
+from entra_guard.client.scopes import check_scope
 from entra_guard.client.tokens import CacheEntry
 from entra_guard.config import DEFAULT_INSTANCE, check_instance, is_guid
 
@@ -37,7 +38,6 @@ __all__ = ["ConfidentialClient"]
 
 logger = logging.getLogger("entra_guard.client")
 
-_DEFAULT_SUFFIX = "/.default"
 _TENANTLESS = frozenset({"common", "organizations", "consumers"})
 _DOMAIN = re.compile(r"^(?=.{4,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 #: After a failed renewal, the still-valid token serves this long before renewal is tried again.
@@ -262,21 +262,6 @@ class ConfidentialClient:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-
-def check_scope(scope: str) -> str:
-    """``scope`` if it is one ``{resource}/.default``; a ``ValueError`` that says why if not."""
-    if not isinstance(scope, str):
-        raise ValueError(f"scope must be a string like 'api://orders/.default', got {scope!r}")
-    scope = scope.strip()
-    if len(scope.split()) != 1 or not scope.endswith(_DEFAULT_SUFFIX) or scope == _DEFAULT_SUFFIX:
-        resource = scope.rsplit("/", 1)[0] if "/" in scope else scope
-        raise ValueError(
-            f"scope {scope!r} cannot be asked for with client credentials: ask for one "
-            f"resource's '/.default' scope, e.g. '{resource or 'api://orders'}/.default'; the "
-            "app roles granted to the app then arrive in the token's 'roles' claim"
-        )
-    return scope
 
 
 def _check_tenant(tenant_id: str) -> str:

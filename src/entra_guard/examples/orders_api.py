@@ -1,8 +1,8 @@
 """The example API: a small orders service protected by Microsoft Entra ID.
 
-Run it from the repository root::
+It ships inside the package, so it runs wherever ``entra-guard[demo]`` is installed::
 
-    uvicorn --app-dir examples/fastapi_app main:app
+    uvicorn entra_guard.examples.orders_api:app
 
 With ``ENTRA_TENANT_ID`` set it trusts that tenant (``ENTRA_AUDIENCES``, ``ENTRA_INSTANCE``,
 ``ENTRA_ALLOWED_TENANTS``, ``ENTRA_ALLOWED_CLIENT_IDS``, ``ENTRA_LEEWAY_SECONDS``: see the
