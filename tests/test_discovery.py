@@ -186,11 +186,11 @@ async def test_never_reachable_gives_keys_unavailable_and_backs_off(clock: FakeC
     # within the back-off, requests fail fast without another attempt
     with pytest.raises(KeysUnavailable):
         await keys.get_key_set("2.0")
-    assert keys._failures["2.0"] == 1
+    assert keys._sources["2.0"].failures == 1
     clock.advance(1.0)
     with pytest.raises(KeysUnavailable):
         await keys.get_key_set("2.0")
-    assert keys._failures["2.0"] == 2
+    assert keys._sources["2.0"].failures == 2
     await keys.aclose()
 
 

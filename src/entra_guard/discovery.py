@@ -29,7 +29,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
@@ -103,6 +103,34 @@ class _FetchError(Exception):
     """A document could not be had or made no sense; the message is safe to log."""
 
 
+@dataclass(eq=False, slots=True)
+class _Source:
+    """One metadata document and its key set: everything the refresh policy remembers of it.
+
+    Deadlines are monotonic seconds from the store's clock; ``-inf`` means "never set".
+    """
+
+    version: TokenVersion
+    metadata_url: str
+    #: The key set in hand (``None``: nothing fetched yet, or dropped after last known good).
+    keyset: KeySet | None = None
+    #: Last known good ends here: the keys are dropped rather than served any longer.
+    usable_until: float = -math.inf
+    #: Fresh until here; afterwards one background refresh runs while the keys keep serving.
+    refresh_at: float = -math.inf
+    #: When an unknown key id last forced a refresh.
+    forced_at: float = -math.inf
+    #: With no keys in hand: no new attempt before this (the back-off after failures).
+    retry_at: float = -math.inf
+    #: Failed fetches in a row with no keys in hand; sets the back-off.
+    failures: int = 0
+    #: The refresh running now, shared by everyone who waits for it (single flight).
+    task: asyncio.Task[KeySet | None] | None = None
+    #: Key ids a fetch has shown to be unpublished (an insertion-ordered, bounded set); it is
+    #: forgotten whenever the published key ids change.
+    absent: dict[tuple[str | None, str | None], None] = field(default_factory=dict)
+
+
 class KeyStore:
     """Metadata and signing keys for one configuration. Create once, share, ``aclose()`` at exit.
 
@@ -122,18 +150,10 @@ class KeyStore:
         self._owns_client = http_client is None
         self._client = http_client
         self._client_loop: asyncio.AbstractEventLoop | None = None
-        # Plain dicts with explicit deadlines: this is read on every request, and the two
-        # deadlines (refresh, last known good) are the whole policy, so they stay in sight.
-        self._keysets: dict[TokenVersion, KeySet] = {}
-        self._usable_until: dict[TokenVersion, float] = {}
-        self._refresh_at: dict[TokenVersion, float] = {}
-        self._forced_at: dict[TokenVersion, float] = {}
-        self._retry_at: dict[TokenVersion, float] = {}
-        self._failures: dict[TokenVersion, int] = {}
-        self._inflight: dict[TokenVersion, asyncio.Task[KeySet | None]] = {}
-        # Key ids a fetch has shown to be unpublished (an insertion-ordered, bounded set); it is
-        # forgotten whenever the published key ids change.
-        self._absent: dict[TokenVersion, dict[tuple[str | None, str | None], None]] = {}
+        # One record per token version, made up front: this is read on every request.
+        self._sources: dict[TokenVersion, _Source] = {
+            version: _Source(version, self.metadata_url(version)) for version in ("1.0", "2.0")
+        }
 
     def metadata_url(self, version: TokenVersion) -> str:
         base = f"{self._config.instance}/{self._config.tenant_id}"
@@ -145,15 +165,16 @@ class KeyStore:
 
         A stale key set is returned as it is, and one background refresh is started.
         """
-        keyset = self._keysets.get(version)
+        source = self._sources[version]
+        keyset = source.keyset
         if keyset is None:
             return None
         now = self._clock()
-        if now >= self._usable_until[version]:  # last known good for too long: drop it
-            del self._keysets[version]
+        if now >= source.usable_until:  # last known good for too long: drop it
+            source.keyset = None
             return None
-        if now >= self._refresh_at[version] and self._refreshing(version) is None:
-            self._start_refresh(version)
+        if now >= source.refresh_at and self._refreshing(source) is None:
+            self._start_refresh(source)
         return keyset
 
     def is_current(self, version: TokenVersion, keyset: KeySet, key: SigningKey) -> bool:
@@ -170,12 +191,13 @@ class KeyStore:
         """The key set for ``version``; fetches on first use and refreshes when stale."""
         keyset = self.current(version)
         if keyset is None:
+            source = self._sources[version]
             now = self._clock()
-            if now < self._retry_at.get(version, -math.inf):
-                raise self._unavailable(version, now)
-            keyset = await self._join_refresh(version)
+            if now < source.retry_at:
+                raise self._unavailable(source, now)
+            keyset = await self._join_refresh(source)
             if keyset is None:
-                raise self._unavailable(version, self._clock())
+                raise self._unavailable(source, self._clock())
         return keyset
 
     async def find_key(
@@ -186,19 +208,20 @@ class KeyStore:
         key = keyset.find(kid, x5t)
         if key is not None or (kid is None and x5t is None):
             return keyset, key
+        source = self._sources[version]
         key_id = (kid, x5t)
-        absent = self._absent.setdefault(version, {})
+        absent = source.absent
         if key_id in absent:
             # A fetch already showed this key is not published: tokens of a removed key must
             # not use up the forced refresh that a newly rotated-in key may need.
             return keyset, None
         now = self._clock()
-        if self._refreshing(version) is not None:
-            refreshed = await self._join_refresh(version)
-        elif now - self._forced_at.get(version, -math.inf) >= self._config.min_refresh_interval:
-            self._forced_at[version] = now
+        if self._refreshing(source) is not None:
+            refreshed = await self._join_refresh(source)
+        elif now - source.forced_at >= self._config.min_refresh_interval:
+            source.forced_at = now
             logger.info("unknown signing key id; refreshing the %s key set", version)
-            refreshed = await self._join_refresh(version)
+            refreshed = await self._join_refresh(source)
         else:
             return keyset, None
         if refreshed is None:
@@ -221,9 +244,10 @@ class KeyStore:
         one app serves several ``TestClient`` blocks, each running (and shutting down) the app
         in an event loop of its own.
         """
-        for task in list(self._inflight.values()):
-            task.cancel()
-        self._inflight.clear()
+        for source in self._sources.values():
+            if source.task is not None:
+                source.task.cancel()
+                source.task = None
         if self._owns_client and self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
@@ -246,83 +270,93 @@ class KeyStore:
             self._client_loop = loop
         return self._client
 
+    def _refreshes_running(self) -> bool:
+        """Whether a refresh is in flight (tests wait for background refreshes with this)."""
+        return any(self._refreshing(source) is not None for source in self._sources.values())
+
     # -- refreshing ---------------------------------------------------------------------------
 
-    def _refreshing(self, version: TokenVersion) -> asyncio.Task[KeySet | None] | None:
-        """The refresh running for ``version`` in this event loop, if there is one."""
-        task = self._inflight.get(version)
+    def _refreshing(self, source: _Source) -> asyncio.Task[KeySet | None] | None:
+        """The refresh running for ``source`` in this event loop, if there is one."""
+        task = source.task
         if task is not None and (task.done() or task.get_loop() is not asyncio.get_running_loop()):
-            del self._inflight[version]  # finished, or left behind by an event loop now gone
+            source.task = None  # finished, or left behind by an event loop now gone
             return None
         return task
 
-    def _start_refresh(self, version: TokenVersion) -> asyncio.Task[KeySet | None]:
-        task = self._refreshing(version)
+    def _start_refresh(self, source: _Source) -> asyncio.Task[KeySet | None]:
+        task = self._refreshing(source)
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._refresh(version))
-            self._inflight[version] = task
-            task.add_done_callback(lambda done: self._forget(version, done))
+            task = asyncio.get_running_loop().create_task(self._refresh(source))
+            source.task = task
+            task.add_done_callback(lambda done: self._forget(source, done))
         return task
 
-    def _forget(self, version: TokenVersion, task: asyncio.Task[KeySet | None]) -> None:
-        if self._inflight.get(version) is task:
-            del self._inflight[version]
+    @staticmethod
+    def _forget(source: _Source, task: asyncio.Task[KeySet | None]) -> None:
+        if source.task is task:
+            source.task = None
 
-    async def _join_refresh(self, version: TokenVersion) -> KeySet | None:
+    async def _join_refresh(self, source: _Source) -> KeySet | None:
         # shield: a cancelled request must not cancel the fetch the others are waiting for
-        return await asyncio.shield(self._start_refresh(version))
+        return await asyncio.shield(self._start_refresh(source))
 
-    async def _refresh(self, version: TokenVersion) -> KeySet | None:
+    async def _refresh(self, source: _Source) -> KeySet | None:
         """Fetch and install a key set; on failure keep what we have and schedule a retry."""
+        timeout = self._config.fetch_timeout
         try:
-            keyset = await asyncio.wait_for(self._fetch(version), self._config.fetch_timeout)
+            keyset = await asyncio.wait_for(self._fetch(source), timeout)
         except (_FetchError, httpx.HTTPError) as exc:
-            self._record_failure(version, f"{type(exc).__name__}: {exc}")
+            self._record_failure(source, f"{type(exc).__name__}: {exc}")
             return None
         except asyncio.TimeoutError:
-            self._record_failure(version, f"timed out after {self._config.fetch_timeout:g} s")
+            self._record_failure(source, f"timed out after {timeout:g} s")
             return None
         except Exception as exc:  # noqa: BLE001  # whatever the IdP sends, we keep serving
-            self._record_failure(version, f"unexpected {type(exc).__name__}")
+            self._record_failure(source, f"unexpected {type(exc).__name__}")
             return None
         now = self._clock()
         interval = self._config.refresh_interval
-        previous = self._keysets.get(version)
-        if previous is None or previous.key_ids != keyset.key_ids:
-            self._absent.pop(version, None)
-        self._keysets[version] = keyset
-        self._usable_until[version] = now + self._config.last_known_good_lifetime
-        self._refresh_at[version] = now + interval + random.uniform(0, _JITTER * interval)  # noqa: S311
-        self._failures.pop(version, None)
-        self._retry_at.pop(version, None)
+        if source.keyset is None or source.keyset.key_ids != keyset.key_ids:
+            source.absent.clear()
+        source.keyset = keyset
+        source.usable_until = now + self._config.last_known_good_lifetime
+        source.refresh_at = now + interval + random.uniform(0, _JITTER * interval)  # noqa: S311
+        source.failures = 0
+        source.retry_at = -math.inf
         logger.info(
-            "fetched %d signing keys for %s tokens from %s", len(keyset), version, keyset.jwks_uri
+            "fetched %d signing keys for %s tokens from %s",
+            len(keyset),
+            source.version,
+            keyset.jwks_uri,
         )
         return keyset
 
-    def _record_failure(self, version: TokenVersion, reason: str) -> None:
+    def _record_failure(self, source: _Source, reason: str) -> None:
         now = self._clock()
-        if self.current(version) is not None:
+        if self.current(source.version) is not None:
             # Keys in hand keep serving; try again after the forced-refresh interval. These
             # failures do not count towards the back-off for when no keys are left at all.
-            self._failures.pop(version, None)
-            self._refresh_at[version] = now + self._config.min_refresh_interval
+            source.failures = 0
+            source.refresh_at = now + self._config.min_refresh_interval
             logger.warning(
                 "refreshing %s signing keys failed (%s); serving the last known good keys",
-                version,
+                source.version,
                 reason,
             )
         else:
-            failures = self._failures.get(version, 0) + 1
-            self._failures[version] = failures
-            backoff = min(_MAX_BACKOFF, _FIRST_BACKOFF * 2 ** (failures - 1))
-            self._retry_at[version] = now + backoff
+            source.failures += 1
+            backoff = min(_MAX_BACKOFF, _FIRST_BACKOFF * 2 ** (source.failures - 1))
+            source.retry_at = now + backoff
             logger.error(
-                "cannot fetch %s signing keys (%s); retrying in %g s", version, reason, backoff
+                "cannot fetch %s signing keys (%s); retrying in %g s",
+                source.version,
+                reason,
+                backoff,
             )
 
-    def _unavailable(self, version: TokenVersion, now: float) -> KeysUnavailable:
-        retry = max(1, math.ceil(self._retry_at.get(version, now) - now))
+    def _unavailable(self, source: _Source, now: float) -> KeysUnavailable:
+        retry = max(1, math.ceil(max(source.retry_at, now) - now))
         return KeysUnavailable(
             "keys_unavailable",
             "The signing keys of the identity provider are unavailable; try again later",
@@ -331,8 +365,8 @@ class KeyStore:
 
     # -- fetching -----------------------------------------------------------------------------
 
-    async def _fetch(self, version: TokenVersion) -> KeySet:
-        metadata = await self._get_json(self.metadata_url(version))
+    async def _fetch(self, source: _Source) -> KeySet:
+        metadata = await self._get_json(source.metadata_url)
         issuer = metadata.get("issuer")
         jwks_uri = metadata.get("jwks_uri")
         if not isinstance(issuer, str) or not issuer:
@@ -343,7 +377,7 @@ class KeyStore:
         if not keys:
             raise _FetchError(f"{jwks_uri} holds no usable RSA signing keys")
         return KeySet(
-            version=version,
+            version=source.version,
             issuer=issuer,
             jwks_uri=jwks_uri,
             by_kid=MappingProxyType({k.kid: k for k in keys if k.kid is not None}),
