@@ -9,7 +9,10 @@ had:
 - stale-while-revalidate: after ``refresh_interval`` the current keys keep serving while exactly
   one background refresh runs;
 - an unknown ``kid`` forces at most one refresh per ``min_refresh_interval``, so tokens with
-  random ``kid`` values cannot cause a fetch storm;
+  random ``kid`` values cannot cause a fetch storm. A ``kid`` a fetch showed unpublished is
+  refused without a fetch for one interval after the latest fetch; after that it may force a
+  refresh again (a rollover can drop a key for a moment and list it again), from a budget of
+  one per interval of its own, so that stale clients cannot starve a newly rotated-in key;
 - last known good: a failed refresh never discards good keys; they serve for
   ``last_known_good_lifetime`` after the last successful fetch. Only with no usable keys at
   all is ``KeysUnavailable`` raised;
@@ -126,8 +129,13 @@ class _Source:
     failures: int = 0
     #: The refresh running now, shared by everyone who waits for it (single flight).
     task: asyncio.Task[KeySet | None] | None = None
-    #: Key ids a fetch has shown to be unpublished (an insertion-ordered, bounded set); it is
-    #: forgotten whenever the published key ids change.
+    #: When the key set in hand was fetched.
+    fetched_at: float = -math.inf
+    #: When a key id in ``absent`` last forced a refresh to look again.
+    rechecked_at: float = -math.inf
+    #: Key ids a fetch has shown to be unpublished (an insertion-ordered, bounded set). Every
+    #: fetch that publishes the same key ids shows them absent again, so the set is as fresh
+    #: as ``fetched_at``; it is forgotten whenever the published key ids change.
     absent: dict[tuple[str | None, str | None], None] = field(default_factory=dict)
 
 
@@ -211,14 +219,23 @@ class KeyStore:
         source = self._sources[version]
         key_id = (kid, x5t)
         absent = source.absent
-        if key_id in absent:
-            # A fetch already showed this key is not published: tokens of a removed key must
+        now = self._clock()
+        interval = self._config.min_refresh_interval
+        seen_absent = key_id in absent
+        if seen_absent and now - source.fetched_at < interval:
+            # A fetch has just shown this key is not published: tokens of a removed key must
             # not use up the forced refresh that a newly rotated-in key may need.
             return keyset, None
-        now = self._clock()
         if self._refreshing(source) is not None:
             refreshed = await self._join_refresh(source)
-        elif now - source.forced_at >= self._config.min_refresh_interval:
+        elif seen_absent and now - source.rechecked_at >= interval:
+            # Absent for a whole interval: a rollover may have listed it again. Keys once
+            # seen absent have a refresh budget of their own, so the one for never-seen
+            # keys stays free for a key that has just been rotated in.
+            source.rechecked_at = now
+            logger.info("a signing key id seen unpublished; refreshing the %s key set", version)
+            refreshed = await self._join_refresh(source)
+        elif not seen_absent and now - source.forced_at >= interval:
             source.forced_at = now
             logger.info("unknown signing key id; refreshing the %s key set", version)
             refreshed = await self._join_refresh(source)
@@ -228,7 +245,7 @@ class KeyStore:
             return keyset, keyset.find(kid, x5t)
         key = refreshed.find(kid, x5t)
         if key is None:
-            if len(absent) >= _MAX_ABSENT:
+            if len(absent) >= _MAX_ABSENT and key_id not in absent:
                 absent.pop(next(iter(absent)))  # the oldest goes first
             absent[key_id] = None
         return refreshed, key
@@ -320,6 +337,7 @@ class KeyStore:
         if source.keyset is None or source.keyset.key_ids != keyset.key_ids:
             source.absent.clear()
         source.keyset = keyset
+        source.fetched_at = now
         source.usable_until = now + self._config.last_known_good_lifetime
         source.refresh_at = now + interval + random.uniform(0, _JITTER * interval)  # noqa: S311
         source.failures = 0

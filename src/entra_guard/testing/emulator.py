@@ -208,6 +208,12 @@ class EntraEmulator(RegistrationMethods):
         """Unpublish a key (``KeyError`` if none has ``kid``); it may still be the signing key."""
         self._state.unpublish(kid)
 
+    def publish_key(self, key: EmulatorKey) -> None:
+        """Publish ``key`` again, as a rollover does when it drops a key for a moment."""
+        if any(published.kid == key.kid for published in self.published_keys):
+            raise ValueError(f"the key {key.kid!r} is published already")
+        self._state.publish(key)
+
     @staticmethod
     def generate_key() -> EmulatorKey:
         """A fresh key nobody publishes: sign with it to forge a token."""
