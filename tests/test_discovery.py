@@ -455,3 +455,18 @@ def test_the_store_outlives_event_loops_and_aclose(
         asyncio.run(fetch_a_new_key())
     asyncio.run(keys.aclose())
     assert entra_emulator.fetch_count("jwks") == 6
+
+
+async def test_prefetch_passes_over_a_version_the_authority_does_not_serve(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    entra_emulator.served_versions = ("2.0",)
+    keys = store(entra_emulator, clock)
+    await keys.prefetch()  # no KeysUnavailable: nothing is down
+    assert keys.current("2.0") is not None
+    with pytest.raises(InvalidToken) as info:
+        await keys.get_key_set("1.0")
+    assert info.value.reason == "version_not_served"
+    assert info.value.status_code == 401
+    assert entra_emulator.fetch_count("metadata", version="1.0") == 1  # not again at once
+    await keys.aclose()

@@ -43,7 +43,7 @@ from jwt.algorithms import RSAAlgorithm
 from jwt.exceptions import PyJWTError
 
 from entra_guard.config import EntraConfig, TokenVersion, is_loopback_host
-from entra_guard.errors import KeysUnavailable
+from entra_guard.errors import InvalidToken, KeysUnavailable
 
 __all__ = ["KeySet", "KeyStore", "SigningKey"]
 
@@ -105,6 +105,18 @@ class KeySet:
 class _FetchError(Exception):
     """A document could not be had or made no sense; the message is safe to log."""
 
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        #: The HTTP status when the server answered with an error.
+        self.status = status
+
+
+class _NotServed(_FetchError):
+    """The metadata URL answered 404: the authority publishes no such document.
+
+    External ID (``*.ciamlogin.com``) authorities, for one, publish v2 metadata only.
+    """
+
 
 @dataclass(eq=False, slots=True)
 class _Source:
@@ -137,6 +149,9 @@ class _Source:
     #: fetch that publishes the same key ids shows them absent again, so the set is as fresh
     #: as ``fetched_at``; it is forgotten whenever the published key ids change.
     absent: dict[tuple[str | None, str | None], None] = field(default_factory=dict)
+    #: The metadata URL answered 404 and no keys are in hand (``retry_at`` says when to ask
+    #: again). Tokens for it are invalid, not a reason for a 503.
+    not_served: bool = False
 
 
 class KeyStore:
@@ -196,15 +211,33 @@ class KeyStore:
         return now is not None and now.fingerprint == key.fingerprint
 
     async def get_key_set(self, version: TokenVersion) -> KeySet:
-        """The key set for ``version``; fetches on first use and refreshes when stale."""
-        keyset = self.current(version)
+        """The key set for ``version``; fetches on first use and refreshes when stale.
+
+        Raises ``KeysUnavailable`` (503) when no keys can be had, and ``InvalidToken``
+        (``version_not_served``, 401) when the authority publishes no metadata for ``version``
+        (it answers 404).
+        """
+        keyset = await self._key_set(self._sources[version])
         if keyset is None:
-            source = self._sources[version]
+            raise InvalidToken(
+                "version_not_served",
+                "The token's version ('ver') is not one this API's identity provider issues",
+            )
+        return keyset
+
+    async def _key_set(self, source: _Source) -> KeySet | None:
+        """The key set in hand or fetched now; ``None`` when its metadata answers 404."""
+        keyset = self.current(source.version)
+        if keyset is None:
             now = self._clock()
             if now < source.retry_at:
+                if source.not_served:
+                    return None
                 raise self._unavailable(source, now)
             keyset = await self._join_refresh(source)
             if keyset is None:
+                if source.not_served:
+                    return None
                 raise self._unavailable(source, self._clock())
         return keyset
 
@@ -251,8 +284,13 @@ class KeyStore:
         return refreshed, key
 
     async def prefetch(self) -> None:
-        """Fetch every accepted version's keys now (at start-up), so first requests are fast."""
-        await asyncio.gather(*(self.get_key_set(v) for v in self._config.token_versions))
+        """Fetch every accepted version's keys now (at start-up), so first requests are fast.
+
+        Raises ``KeysUnavailable`` if some version's keys cannot be had; a version whose
+        metadata answers 404 is only logged (once), since its tokens are simply invalid.
+        """
+        versions = self._config.token_versions
+        await asyncio.gather(*(self._key_set(self._sources[v]) for v in versions))
 
     async def aclose(self) -> None:
         """Stop refreshing and close the HTTP client made here (the keys stay in hand).
@@ -323,6 +361,9 @@ class KeyStore:
         timeout = self._config.fetch_timeout
         try:
             keyset = await asyncio.wait_for(self._fetch(source), timeout)
+        except _NotServed as exc:
+            self._record_not_served(source, str(exc))
+            return None
         except (_FetchError, httpx.HTTPError) as exc:
             self._record_failure(source, f"{type(exc).__name__}: {exc}")
             return None
@@ -342,6 +383,7 @@ class KeyStore:
         source.refresh_at = now + interval + random.uniform(0, _JITTER * interval)  # noqa: S311
         source.failures = 0
         source.retry_at = -math.inf
+        source.not_served = False
         logger.info(
             "fetched %d signing keys for %s tokens from %s",
             len(keyset),
@@ -363,6 +405,7 @@ class KeyStore:
                 reason,
             )
         else:
+            source.not_served = False
             source.failures += 1
             backoff = min(_MAX_BACKOFF, _FIRST_BACKOFF * 2 ** (source.failures - 1))
             source.retry_at = now + backoff
@@ -371,6 +414,26 @@ class KeyStore:
                 source.version,
                 reason,
                 backoff,
+            )
+
+    def _record_not_served(self, source: _Source, reason: str) -> None:
+        if self.current(source.version) is not None:
+            # After good answers, a 404 is a fault of the moment (a proxy, a deployment), not
+            # a fact about the authority: keep the keys, as for any failed refresh.
+            self._record_failure(source, reason)
+            return
+        # Not an outage: no back-off, and one new look per interval in case that changes.
+        source.failures = 0
+        source.retry_at = self._clock() + self._config.min_refresh_interval
+        if not source.not_served:
+            source.not_served = True  # logged when this becomes true, not per request
+            logger.warning(
+                "the authority publishes no %s metadata (%s): tokens that say ver %s are "
+                "refused as invalid; leave %s out of token_versions if this is expected",
+                source.version,
+                reason,
+                source.version,
+                source.version,
             )
 
     def _unavailable(self, source: _Source, now: float) -> KeysUnavailable:
@@ -384,7 +447,12 @@ class KeyStore:
     # -- fetching -----------------------------------------------------------------------------
 
     async def _fetch(self, source: _Source) -> KeySet:
-        metadata = await self._get_json(source.metadata_url)
+        try:
+            metadata = await self._get_json(source.metadata_url)
+        except _FetchError as exc:
+            if exc.status == 404:
+                raise _NotServed(str(exc)) from None
+            raise
         issuer = metadata.get("issuer")
         jwks_uri = metadata.get("jwks_uri")
         if not isinstance(issuer, str) or not issuer:
@@ -406,7 +474,8 @@ class KeyStore:
         limit = self._config.max_document_bytes
         async with self._http().stream("GET", url) as response:
             if response.status_code != 200:
-                raise _FetchError(f"GET {url} answered HTTP {response.status_code}")
+                status = response.status_code
+                raise _FetchError(f"GET {url} answered HTTP {status}", status=status)
             declared = response.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > limit:
                 raise _FetchError(f"GET {url} is larger than {limit} bytes")

@@ -96,6 +96,8 @@ async def _document(
         fault = _broken_document(state.faults.document_fault, kind)
     if fault is not None:
         return fault
+    if version not in state.served_versions:
+        return Response(status_code=404)  # as External ID answers for v1 metadata and keys
     tenant = resolve_tenant(segment)
     if tenant is None:
         return entra_error(

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = ["EntraEmulator"]
 
-_VERSIONS = ("1.0", "2.0")
+_VERSIONS: tuple[Version, ...] = ("1.0", "2.0")
 
 
 class EntraEmulator(RegistrationMethods):
@@ -319,6 +319,22 @@ class EntraEmulator(RegistrationMethods):
     @document_fault.setter
     def document_fault(self, fault: DocumentFault | None) -> None:
         self._state.faults.document_fault = fault
+
+    @property
+    def served_versions(self) -> tuple[Version, ...]:
+        """Token versions whose metadata and JWKS are published (both by default).
+
+        Documents of the others answer 404, as an External ID (``*.ciamlogin.com``) authority
+        does for v1: set ``("2.0",)`` to emulate one.
+        """
+        return tuple(v for v in _VERSIONS if v in self._state.served_versions)
+
+    @served_versions.setter
+    def served_versions(self, versions: Sequence[Version]) -> None:
+        chosen = frozenset(versions)
+        if not chosen or not chosen <= set(_VERSIONS) or isinstance(versions, str):
+            raise ValueError(f"served_versions must be a non-empty subset of {_VERSIONS}")
+        self._state.served_versions = chosen
 
     @property
     def delay(self) -> float:

@@ -150,6 +150,8 @@ class EmulatorState:
         self.tenant_id = ""
         #: Set while stop() runs, so that delayed requests give up waiting.
         self.stopping = False
+        #: Token versions whose metadata and keys are published; others answer 404.
+        self.served_versions: frozenset[str] = frozenset({"1.0", "2.0"})
 
     @property
     def current_key(self) -> EmulatorKey:
