@@ -19,11 +19,14 @@ from starlette.responses import RedirectResponse
 from starlette.routing import Route
 
 from entra_guard import EntraConfig, InvalidToken, KeyStore, KeysUnavailable
+from entra_guard.client import ClientSecret, ConfidentialClient
 from entra_guard.discovery import _acceptable_url, parse_jwks
 from entra_guard.testing import EntraEmulator
 from entra_guard.testing.server import BackgroundServer
+from entra_guard.testing.tenants import Version
+from entra_guard.testing.tokens import DEFAULT_CLIENT_ID
 from tests.conftest import FakeClock
-from tests.support import settle, validator_for
+from tests.support import segments, settle, validator_for
 
 HOUR = 3600.0
 
@@ -470,3 +473,144 @@ async def test_prefetch_passes_over_a_version_the_authority_does_not_serve(
     assert info.value.status_code == 401
     assert entra_emulator.fetch_count("metadata", version="1.0") == 1  # not again at once
     await keys.aclose()
+
+
+@pytest.mark.parametrize("version", ["2.0", "1.0"])
+async def test_an_api_with_its_own_signing_key_accepts_its_tokens(
+    entra_emulator: EntraEmulator, clock: FakeClock, version: Version
+) -> None:
+    api = entra_emulator.register_api(
+        app_id_uri="api://orders", roles=["Orders.Read"], access_token_version=version,
+        custom_signing_key=True,
+    )  # fmt: skip
+    daemon = entra_emulator.register_client(name="d", roles={"api://orders": ["Orders.Read"]})
+    async with ConfidentialClient(
+        tenant_id=entra_emulator.tenant_id, client_id=daemon.client_id,
+        credential=ClientSecret(daemon.secret or ""), instance=entra_emulator.instance,
+    ) as client:  # fmt: skip
+        token = (await client.acquire_token("api://orders/.default")).token
+    assert segments(token)[0]["kid"] == api.signing_key.kid  # type: ignore[union-attr]
+    # The audiences a user writes: the client id and the App ID URI. Nothing else to set.
+    check = validator_for(
+        entra_emulator, clock, audiences=[api.client_id, "api://orders"], token_cache_size=0
+    )
+    assert (await check.validate(token)).roles == {"Orders.Read"}
+    assert (await check.validate(token)).roles == {"Orders.Read"}
+    tenant_document = entra_emulator.fetch_count("jwks", version=version)
+    assert tenant_document == 1  # looked in the tenant's set first (just fetched: once)
+    for kind in ("metadata", "jwks"):  # then in the app's, fetched once
+        assert entra_emulator.fetch_count(kind, version=version, app_id=api.client_id) == 1
+    keyset = check.key_store.current(version, api.client_id)
+    assert keyset is not None
+    assert keyset.jwks_uri.endswith(f"?appid={api.client_id}")
+    await check.aclose()
+
+
+async def test_app_specific_keys_are_asked_for_only_with_the_client_id_among_audiences(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    api = entra_emulator.register_api(app_id_uri="api://orders", custom_signing_key=True)
+    token = entra_emulator.issue_token(
+        key=api.signing_key, audience="api://orders", roles=["Orders.Read"]
+    )
+    check = validator_for(entra_emulator, clock, audiences=["api://orders"])
+    assert check.key_store.app_ids == ()
+    with pytest.raises(InvalidToken) as info:
+        await check.validate(token)
+    assert info.value.reason == "key_not_found"
+    assert entra_emulator.fetch_count("metadata", app_id=api.client_id) == 0
+    await check.aclose()
+
+
+async def test_app_specific_keys_single_flight_and_cooldown(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    api = entra_emulator.register_api(custom_signing_key=True)
+    app_token = entra_emulator.issue_token(
+        key=api.signing_key, audience=api.client_id, roles=["Orders.Read"]
+    )
+    check = validator_for(entra_emulator, clock, audiences=[api.client_id])
+
+    def fetches(app_id: str | None = None) -> tuple[int, int]:
+        return (
+            entra_emulator.fetch_count("metadata", app_id=app_id),
+            entra_emulator.fetch_count("jwks", app_id=app_id),
+        )
+
+    entra_emulator.delay = 0.05  # both fetches stay in flight while the requests arrive
+    principals = await asyncio.gather(*(check.validate(app_token) for _ in range(500)))
+    assert {p.client_id for p in principals} == {DEFAULT_CLIENT_ID}
+    entra_emulator.delay = 0.0
+    assert fetches() == (1, 1)
+    assert fetches(api.client_id) == (1, 1)
+
+    attacker = EntraEmulator.generate_key()
+    flood = [
+        entra_emulator.issue_token(
+            key=attacker, headers={"kid": uuid.uuid4().hex}, audience=api.client_id, roles=["r"]
+        )
+        for _ in range(1000)
+    ]
+    results = await asyncio.gather(*(check.validate(t) for t in flood), return_exceptions=True)
+    assert all(isinstance(r, InvalidToken) and r.reason == "key_not_found" for r in results)
+    assert fetches() == (2, 2)  # one forced refresh of the tenant's keys
+    assert fetches(api.client_id) == (2, 2)  # and one of the app's
+    clock.advance(299)
+    await asyncio.gather(*(check.validate(t) for t in flood[:300]), return_exceptions=True)
+    assert fetches(api.client_id) == (2, 2)  # within min_refresh_interval: none
+    clock.advance(1)
+    fresh = entra_emulator.issue_token(key=attacker, audience=api.client_id, roles=["r"])
+    with pytest.raises(InvalidToken):
+        await check.validate(fresh)
+    assert fetches(api.client_id) == (3, 3)
+    assert (await check.validate(app_token)).roles == {"Orders.Read"}
+    await check.aclose()
+
+
+async def test_app_specific_keys_follow_last_known_good_and_outage_rules(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    api = entra_emulator.register_api(custom_signing_key=True)
+    app_token = entra_emulator.issue_token(
+        key=api.signing_key, audience=api.client_id, roles=["r"], lifetime=48 * HOUR
+    )
+    tenant_token = entra_emulator.issue_token(audience=api.client_id, roles=["r"])
+    check = validator_for(
+        entra_emulator, clock, audiences=[api.client_id], refresh_interval=HOUR,
+        token_cache_size=0,
+    )  # fmt: skip
+    await check.validate(tenant_token)
+    entra_emulator.fail_status = 503
+    with pytest.raises(KeysUnavailable):  # no app-specific keys in hand and none to be had
+        await check.validate(app_token)
+    entra_emulator.fail_status = None
+    clock.advance(1.0)  # the first back-off step
+    assert (await check.validate(app_token)).roles == {"r"}
+
+    entra_emulator.stop()
+    for _ in range(10):  # past several refresh intervals, inside the last-known-good day
+        clock.advance(2.2 * HOUR)
+        assert (await check.validate(app_token)).roles == {"r"}
+        await settle(check.key_store)
+    clock.advance(3 * HOUR)
+    with pytest.raises(KeysUnavailable):
+        await check.validate(app_token)
+    entra_emulator.start()
+    await check.aclose()
+
+
+def test_metadata_urls_of_an_external_id_authority() -> None:
+    tenant = "8d5e6c7a-6a3c-4a4b-9f39-1d6d0c5c2b71"
+    client_id = "0f6a7a2e-32b5-4c43-9e61-4d6a8f7a9d10"
+    config = EntraConfig(
+        tenant_id=tenant, audiences=[client_id], instance="https://contoso.ciamlogin.com/"
+    )
+    keys = KeyStore(config)
+    assert keys.metadata_url("2.0") == (
+        f"https://contoso.ciamlogin.com/{tenant}/v2.0/.well-known/openid-configuration"
+    )
+    assert keys.metadata_url("2.0", client_id) == (
+        f"https://contoso.ciamlogin.com/{tenant}/v2.0/.well-known/openid-configuration"
+        f"?appid={client_id}"
+    )
+    assert keys.app_ids == (client_id,)

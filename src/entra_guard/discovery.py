@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPubl
 from jwt.algorithms import RSAAlgorithm
 from jwt.exceptions import PyJWTError
 
-from entra_guard.config import EntraConfig, TokenVersion, is_loopback_host
+from entra_guard.config import EntraConfig, TokenVersion, is_guid, is_loopback_host
 from entra_guard.errors import InvalidToken, KeysUnavailable
 
 __all__ = ["KeySet", "KeyStore", "SigningKey"]
@@ -85,6 +85,9 @@ class KeySet:
     jwks_uri: str
     by_kid: Mapping[str, SigningKey]
     by_x5t: Mapping[str, SigningKey]
+    #: The API client id of an app-specific key set (metadata asked with ``?appid=``), or
+    #: ``None`` for the tenant's own.
+    app_id: str | None = None
 
     def find(self, kid: str | None, x5t: str | None) -> SigningKey | None:
         """Look a key up by ``kid``, or by ``x5t`` for old v1 tokens that carry no ``kid``."""
@@ -127,6 +130,8 @@ class _Source:
 
     version: TokenVersion
     metadata_url: str
+    #: The API client id whose app-specific keys these are, or ``None`` for the tenant's.
+    app_id: str | None = None
     #: The key set in hand (``None``: nothing fetched yet, or dropped after last known good).
     keyset: KeySet | None = None
     #: Last known good ends here: the keys are dropped rather than served any longer.
@@ -153,9 +158,26 @@ class _Source:
     #: again). Tokens for it are invalid, not a reason for a 503.
     not_served: bool = False
 
+    @property
+    def label(self) -> str:
+        """What log lines call this key set."""
+        if self.app_id is None:
+            return self.version
+        return f"{self.version} app-specific ({self.app_id})"
+
 
 class KeyStore:
     """Metadata and signing keys for one configuration. Create once, share, ``aclose()`` at exit.
+
+    Besides the tenant's key set per token version, it knows the app-specific key sets of the
+    API itself: an app registration with a claims-mapping policy (or SAML single sign-on)
+    gets tokens signed with a key of its own, published only at the metadata URL with
+    ``?appid=<client id>`` (Microsoft's access-token documentation, "Validate the signature").
+    The API's client ids are the GUIDs among ``config.audiences`` (:attr:`app_ids`). A token
+    whose key is not in the tenant's set is looked for there; that set is fetched on first
+    need and follows every rule the tenant's set follows. It is safe without a setting: the
+    document comes from the same authority and tenant, its issuer is checked the same way, and
+    Entra publishes there only keys it signs this very API's tokens with.
 
     ``http_client`` lets you bring your own ``httpx.AsyncClient`` (custom CA, proxy); the store
     then leaves closing it to you. ``clock`` is monotonic seconds, injectable for tests.
@@ -173,22 +195,36 @@ class KeyStore:
         self._owns_client = http_client is None
         self._client = http_client
         self._client_loop: asyncio.AbstractEventLoop | None = None
-        # One record per token version, made up front: this is read on every request.
+        #: The API's client ids (the GUIDs among the audiences), lower case: their app-specific
+        #: key sets are consulted for keys the tenant does not publish.
+        self.app_ids: tuple[str, ...] = tuple(
+            dict.fromkeys(a.lower() for a in config.audiences if is_guid(a))
+        )
+        # One record per document, made up front: this is read on every request.
+        versions: tuple[TokenVersion, ...] = ("1.0", "2.0")
         self._sources: dict[TokenVersion, _Source] = {
-            version: _Source(version, self.metadata_url(version)) for version in ("1.0", "2.0")
+            version: _Source(version, self.metadata_url(version)) for version in versions
+        }
+        self._app_sources: dict[tuple[TokenVersion, str], _Source] = {
+            (version, app_id): _Source(version, self.metadata_url(version, app_id), app_id)
+            for version in versions
+            for app_id in self.app_ids
         }
 
-    def metadata_url(self, version: TokenVersion) -> str:
+    def metadata_url(self, version: TokenVersion, app_id: str | None = None) -> str:
+        """The openid-configuration URL; with ``app_id``, that of the app-specific keys."""
         base = f"{self._config.instance}/{self._config.tenant_id}"
         suffix = "/v2.0" if version == "2.0" else ""
-        return f"{base}{suffix}/.well-known/openid-configuration"
+        query = "" if app_id is None else f"?appid={app_id}"
+        return f"{base}{suffix}/.well-known/openid-configuration{query}"
 
-    def current(self, version: TokenVersion) -> KeySet | None:
+    def current(self, version: TokenVersion, app_id: str | None = None) -> KeySet | None:
         """The key set in hand, without waiting (``None``: it must be fetched first).
 
-        A stale key set is returned as it is, and one background refresh is started.
+        ``app_id`` (one of :attr:`app_ids`) asks for that app-specific key set instead of the
+        tenant's. A stale key set is returned as it is, and one background refresh is started.
         """
-        source = self._sources[version]
+        source = self._sources[version] if app_id is None else self._app_sources[version, app_id]
         keyset = source.keyset
         if keyset is None:
             return None
@@ -202,7 +238,7 @@ class KeyStore:
 
     def is_current(self, version: TokenVersion, keyset: KeySet, key: SigningKey) -> bool:
         """Whether ``key`` of ``keyset`` is still published (the same key under the same id)."""
-        current = self.current(version)
+        current = self.current(version, keyset.app_id)
         if current is keyset:  # nothing was refreshed since: the common case
             return True
         if current is None:
@@ -227,7 +263,7 @@ class KeyStore:
 
     async def _key_set(self, source: _Source) -> KeySet | None:
         """The key set in hand or fetched now; ``None`` when its metadata answers 404."""
-        keyset = self.current(source.version)
+        keyset = self.current(source.version, source.app_id)
         if keyset is None:
             now = self._clock()
             if now < source.retry_at:
@@ -244,33 +280,75 @@ class KeyStore:
     async def find_key(
         self, version: TokenVersion, kid: str | None, x5t: str | None
     ) -> tuple[KeySet, SigningKey | None]:
-        """Find the key a token names, forcing one refresh per interval for an unknown one."""
+        """Find the key a token names: in the tenant's key set, then the app-specific ones.
+
+        Returns the key set that holds the key (or the tenant's) and the key, ``None`` when
+        no set publishes it. An unknown key forces at most one refresh per
+        ``min_refresh_interval`` of each set. Raises ``KeysUnavailable`` when a set that must
+        be asked has no keys and cannot be fetched, and ``InvalidToken``
+        (``version_not_served``) when the authority publishes no metadata for ``version``.
+        """
+        tenant = self._sources[version]
+        just_fetched = self.current(version) is None
         keyset = await self.get_key_set(version)
         key = keyset.find(kid, x5t)
         if key is not None or (kid is None and x5t is None):
             return keyset, key
-        source = self._sources[version]
+        apps = [self._app_sources[version, app_id] for app_id in self.app_ids]
+        for app in apps:  # app-specific keys in hand: no fetch, no tenant refresh spent
+            held = self.current(version, app.app_id)
+            key = held.find(kid, x5t) if held is not None else None
+            if held is not None and key is not None:
+                return held, key
+        found = await self._look_again(tenant, keyset, kid, x5t, just_fetched=just_fetched)
+        for app in apps:
+            if found[1] is not None:
+                break
+            just_fetched = self.current(version, app.app_id) is None
+            appset = await self._key_set(app)
+            if appset is not None:  # None: no app-specific document (404)
+                again = await self._look_again(app, appset, kid, x5t, just_fetched=just_fetched)
+                if again[1] is not None:
+                    found = again
+        return found
+
+    async def _look_again(
+        self,
+        source: _Source,
+        keyset: KeySet,
+        kid: str | None,
+        x5t: str | None,
+        *,
+        just_fetched: bool,
+    ) -> tuple[KeySet, SigningKey | None]:
+        """Look for a key ``keyset`` lacks, refreshing it if the policy allows."""
+        key = keyset.find(kid, x5t)
+        if key is not None:
+            return keyset, key
         key_id = (kid, x5t)
         absent = source.absent
         now = self._clock()
         interval = self._config.min_refresh_interval
         seen_absent = key_id in absent
-        if seen_absent and now - source.fetched_at < interval:
+        refreshed: KeySet | None
+        if just_fetched:
+            refreshed = keyset  # fetched for this very lookup: as fresh as it gets
+        elif seen_absent and now - source.fetched_at < interval:
             # A fetch has just shown this key is not published: tokens of a removed key must
             # not use up the forced refresh that a newly rotated-in key may need.
             return keyset, None
-        if self._refreshing(source) is not None:
+        elif self._refreshing(source) is not None:
             refreshed = await self._join_refresh(source)
         elif seen_absent and now - source.rechecked_at >= interval:
             # Absent for a whole interval: a rollover may have listed it again. Keys once
             # seen absent have a refresh budget of their own, so the one for never-seen
             # keys stays free for a key that has just been rotated in.
             source.rechecked_at = now
-            logger.info("a signing key id seen unpublished; refreshing the %s key set", version)
+            logger.info("a signing key id seen unpublished; refreshing the %s keys", source.label)
             refreshed = await self._join_refresh(source)
         elif not seen_absent and now - source.forced_at >= interval:
             source.forced_at = now
-            logger.info("unknown signing key id; refreshing the %s key set", version)
+            logger.info("unknown signing key id; refreshing the %s keys", source.label)
             refreshed = await self._join_refresh(source)
         else:
             return keyset, None
@@ -299,7 +377,7 @@ class KeyStore:
         one app serves several ``TestClient`` blocks, each running (and shutting down) the app
         in an event loop of its own.
         """
-        for source in self._sources.values():
+        for source in self._all_sources():
             if source.task is not None:
                 source.task.cancel()
                 source.task = None
@@ -327,7 +405,10 @@ class KeyStore:
 
     def _refreshes_running(self) -> bool:
         """Whether a refresh is in flight (tests wait for background refreshes with this)."""
-        return any(self._refreshing(source) is not None for source in self._sources.values())
+        return any(self._refreshing(source) is not None for source in self._all_sources())
+
+    def _all_sources(self) -> list[_Source]:
+        return [*self._sources.values(), *self._app_sources.values()]
 
     # -- refreshing ---------------------------------------------------------------------------
 
@@ -387,21 +468,21 @@ class KeyStore:
         logger.info(
             "fetched %d signing keys for %s tokens from %s",
             len(keyset),
-            source.version,
+            source.label,
             keyset.jwks_uri,
         )
         return keyset
 
     def _record_failure(self, source: _Source, reason: str) -> None:
         now = self._clock()
-        if self.current(source.version) is not None:
+        if self.current(source.version, source.app_id) is not None:
             # Keys in hand keep serving; try again after the forced-refresh interval. These
             # failures do not count towards the back-off for when no keys are left at all.
             source.failures = 0
             source.refresh_at = now + self._config.min_refresh_interval
             logger.warning(
-                "refreshing %s signing keys failed (%s); serving the last known good keys",
-                source.version,
+                "refreshing the %s signing keys failed (%s); serving the last known good keys",
+                source.label,
                 reason,
             )
         else:
@@ -410,14 +491,14 @@ class KeyStore:
             backoff = min(_MAX_BACKOFF, _FIRST_BACKOFF * 2 ** (source.failures - 1))
             source.retry_at = now + backoff
             logger.error(
-                "cannot fetch %s signing keys (%s); retrying in %g s",
-                source.version,
+                "cannot fetch the %s signing keys (%s); retrying in %g s",
+                source.label,
                 reason,
                 backoff,
             )
 
     def _record_not_served(self, source: _Source, reason: str) -> None:
-        if self.current(source.version) is not None:
+        if self.current(source.version, source.app_id) is not None:
             # After good answers, a 404 is a fault of the moment (a proxy, a deployment), not
             # a fact about the authority: keep the keys, as for any failed refresh.
             self._record_failure(source, reason)
@@ -425,7 +506,10 @@ class KeyStore:
         # Not an outage: no back-off, and one new look per interval in case that changes.
         source.failures = 0
         source.retry_at = self._clock() + self._config.min_refresh_interval
-        if not source.not_served:
+        if not source.not_served and source.app_id is not None:
+            source.not_served = True
+            logger.info("no %s metadata is published (%s)", source.label, reason)
+        elif not source.not_served:
             source.not_served = True  # logged when this becomes true, not per request
             logger.warning(
                 "the authority publishes no %s metadata (%s): tokens that say ver %s are "
@@ -468,6 +552,7 @@ class KeyStore:
             jwks_uri=jwks_uri,
             by_kid=MappingProxyType({k.kid: k for k in keys if k.kid is not None}),
             by_x5t=MappingProxyType({k.x5t: k for k in keys if k.x5t is not None}),
+            app_id=source.app_id,
         )
 
     async def _get_json(self, url: str) -> dict[str, Any]:

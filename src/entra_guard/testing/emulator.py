@@ -289,13 +289,19 @@ class EntraEmulator(RegistrationMethods):
         self._state.replay(resolved.segment, version, Replay(metadata=metadata, jwks=jwks))
 
     def fetch_count(
-        self, kind: DocumentKind, tenant: str | None = None, version: str | None = None
+        self,
+        kind: DocumentKind,
+        tenant: str | None = None,
+        version: str | None = None,
+        *,
+        app_id: str | None = None,
     ) -> int:
-        """GET requests for a document, answered or faulted; ``None`` matches any."""
+        """GET requests for a document, answered or faulted; ``None`` tenant or version matches
+        any. Requests with ``?appid=`` (app-specific keys) count only under their ``app_id``."""
         if kind not in ("metadata", "jwks"):
             raise ValueError(f"kind must be 'metadata' or 'jwks', got {kind!r}")
         segment = tenant.lower() if tenant is not None else None
-        return self._state.fetch_count(kind, segment, version)
+        return self._state.fetch_count(kind, segment, version, app_id and app_id.lower())
 
     def reset_counts(self) -> None:
         """Zero :meth:`fetch_count` and :meth:`token_request_count`."""
