@@ -597,20 +597,3 @@ async def test_app_specific_keys_follow_last_known_good_and_outage_rules(
         await check.validate(app_token)
     entra_emulator.start()
     await check.aclose()
-
-
-def test_metadata_urls_of_an_external_id_authority() -> None:
-    tenant = "8d5e6c7a-6a3c-4a4b-9f39-1d6d0c5c2b71"
-    client_id = "0f6a7a2e-32b5-4c43-9e61-4d6a8f7a9d10"
-    config = EntraConfig(
-        tenant_id=tenant, audiences=[client_id], instance="https://contoso.ciamlogin.com/"
-    )
-    keys = KeyStore(config)
-    assert keys.metadata_url("2.0") == (
-        f"https://contoso.ciamlogin.com/{tenant}/v2.0/.well-known/openid-configuration"
-    )
-    assert keys.metadata_url("2.0", client_id) == (
-        f"https://contoso.ciamlogin.com/{tenant}/v2.0/.well-known/openid-configuration"
-        f"?appid={client_id}"
-    )
-    assert keys.app_ids == (client_id,)
