@@ -1,8 +1,10 @@
 """Signing keys from the tenant's OpenID configuration, cached and refreshed safely.
 
 One ``KeyStore`` serves one ``EntraConfig``: a key set per token version (v1 and v2 tokens are
-checked against their own metadata document). The rules, each learned from an outage somebody
-had:
+checked against their own metadata document), and per version the app-specific key sets of the
+API's own client ids (the metadata asked with ``?appid=``), consulted for a key the tenant does
+not publish. Each document has one small state record, and the same rules hold for every one,
+each rule learned from an outage somebody had:
 
 - single flight: concurrent requests that need the same document share one fetch, and the fetch
   runs in its own task, so a client that disconnects does not cancel it for the others;
@@ -17,6 +19,8 @@ had:
   ``last_known_good_lifetime`` after the last successful fetch. Only with no usable keys at
   all is ``KeysUnavailable`` raised;
 - with no keys, failed fetches back off (1 s doubling to 30 s) and requests fail fast meanwhile;
+- a metadata URL answering 404 (External ID publishes no v1 metadata) is not an outage: its
+  tokens are invalid, it is logged once, and asked again at most once per interval;
 - bounded time, bounded size, no redirects, strict shapes: an identity provider answering
   garbage is treated as unavailable, never as a crash.
 """
