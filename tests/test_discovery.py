@@ -596,3 +596,42 @@ async def test_app_specific_keys_follow_last_known_good_and_outage_rules(
         await check.validate(app_token)
     entra_emulator.start()
     await check.aclose()
+
+
+async def test_the_emulator_publishes_an_app_specific_key_only_at_appid(
+    entra_emulator: EntraEmulator,
+) -> None:
+    api = entra_emulator.register_api(custom_signing_key=True)
+    plain = entra_emulator.register_api()
+    assert api.signing_key is not None
+    assert plain.signing_key is None
+    assert "signing_key" not in repr(api)  # no key material in a failing test's output
+    async with httpx.AsyncClient() as http:
+        for version in ("2.0", "1.0"):
+            url = entra_emulator.metadata_url(version=version)
+            metadata = (await http.get(url, params={"appid": api.client_id})).json()
+            assert metadata["jwks_uri"].endswith(f"/keys?appid={api.client_id}")
+            with_app = (await http.get(metadata["jwks_uri"])).json()["keys"]
+            tenant_only = (await http.get(entra_emulator.jwks_url(version=version))).json()["keys"]
+            assert {k["kid"] for k in with_app} == {
+                entra_emulator.current_key.kid,
+                api.signing_key.kid,
+            }
+            assert {k["kid"] for k in tenant_only} == {entra_emulator.current_key.kid}
+        assert entra_emulator.fetch_count("jwks", app_id=api.client_id) == 2
+        assert entra_emulator.fetch_count("jwks") == 2  # the tenant's own, counted apart
+
+
+def test_the_emulator_checks_served_versions_and_custom_signing_key(
+    entra_emulator: EntraEmulator,
+) -> None:
+    for bad in ((), ("3.0",), "2.0"):
+        with pytest.raises(ValueError, match="served_versions"):
+            entra_emulator.served_versions = bad  # type: ignore[assignment]
+    assert entra_emulator.served_versions == ("1.0", "2.0")
+    entra_emulator.served_versions = ("2.0",)
+    assert entra_emulator.served_versions == ("2.0",)
+    with pytest.raises(ValueError, match="custom_signing_key"):
+        entra_emulator.load_registrations({"apis": [{"custom_signing_key": "yes"}]})
+    loaded = entra_emulator.load_registrations({"apis": [{"custom_signing_key": True}]})
+    assert loaded.apis[0].signing_key is not None
