@@ -39,7 +39,7 @@ def assemble(header: object, payload: object, signature: bytes | str) -> str:
 async def settle(keys: KeyStore) -> None:
     """Wait (boundedly) for a background key refresh to finish."""
     for _ in range(300):
-        if not keys._inflight:
+        if not keys._refreshes_running():
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the background refresh did not finish")

@@ -19,11 +19,14 @@ from starlette.responses import RedirectResponse
 from starlette.routing import Route
 
 from entra_guard import EntraConfig, InvalidToken, KeyStore, KeysUnavailable
+from entra_guard.client import ClientSecret, ConfidentialClient
 from entra_guard.discovery import _acceptable_url, parse_jwks
 from entra_guard.testing import EntraEmulator
 from entra_guard.testing.server import BackgroundServer
+from entra_guard.testing.tenants import Version
+from entra_guard.testing.tokens import DEFAULT_CLIENT_ID
 from tests.conftest import FakeClock
-from tests.support import settle, validator_for
+from tests.support import segments, settle, validator_for
 
 HOUR = 3600.0
 
@@ -112,12 +115,13 @@ async def test_unknown_kid_flood_forces_at_most_one_refresh_per_interval(
     with pytest.raises(InvalidToken):
         await check.validate(fresh_kid())
     assert entra_emulator.fetch_count("jwks") == 3
-    with pytest.raises(InvalidToken):  # a kid a fetch showed to be unpublished: never again
+    with pytest.raises(InvalidToken):  # a kid a fetch has just shown to be unpublished
         await check.validate(flood[1])
-    clock.advance(300)
-    with pytest.raises(InvalidToken):
-        await check.validate(flood[2])
     assert entra_emulator.fetch_count("jwks") == 3
+    clock.advance(300)  # an interval after that fetch: the flood may look once more
+    again = await asyncio.gather(*(check.validate(t) for t in flood), return_exceptions=True)
+    assert all(isinstance(r, InvalidToken) for r in again)
+    assert entra_emulator.fetch_count("jwks") == 4
     await check.aclose()
 
 
@@ -186,11 +190,11 @@ async def test_never_reachable_gives_keys_unavailable_and_backs_off(clock: FakeC
     # within the back-off, requests fail fast without another attempt
     with pytest.raises(KeysUnavailable):
         await keys.get_key_set("2.0")
-    assert keys._failures["2.0"] == 1
+    assert keys._sources["2.0"].failures == 1
     clock.advance(1.0)
     with pytest.raises(KeysUnavailable):
         await keys.get_key_set("2.0")
-    assert keys._failures["2.0"] == 2
+    assert keys._sources["2.0"].failures == 2
     await keys.aclose()
 
 
@@ -389,11 +393,50 @@ async def test_tokens_of_a_removed_key_do_not_starve_a_new_key(
     for _ in range(50):  # stale clients keep sending tokens of the removed key
         with pytest.raises(InvalidToken):
             await check.validate(old_token)
-    assert entra_emulator.fetch_count("jwks") == 3  # known to be gone: no refresh spent on them
+    # known to be gone: one look per interval (a rollover may bring a key back), no more
+    assert entra_emulator.fetch_count("jwks") == 4
     entra_emulator.rotate_keys()
     newest = entra_emulator.issue_token(roles=["r"])
     assert (await check.validate(newest)).roles == {"r"}  # the refresh was still there for it
-    assert entra_emulator.fetch_count("jwks") == 4
+    assert entra_emulator.fetch_count("jwks") == 5
+    await check.aclose()
+
+
+async def test_a_key_that_comes_back_is_looked_for_again_after_the_interval(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    check = validator_for(entra_emulator, clock, refresh_interval=HOUR, token_cache_size=0)
+    await check.validate(entra_emulator.issue_token(roles=["r"]))
+    returning = entra_emulator.rotate_keys()  # signs from now on...
+    entra_emulator.remove_key(returning.kid)  # ...but the JWKS lacks it for a moment
+    token = entra_emulator.issue_token(roles=["r"])
+    with pytest.raises(InvalidToken) as info:
+        await check.validate(token)
+    assert info.value.reason == "key_not_found"
+    assert entra_emulator.fetch_count("jwks") == 2  # one forced refresh showed it absent
+
+    entra_emulator.publish_key(returning)
+    clock.advance(299)
+    for _ in range(20):  # within the interval it is remembered absent: no fetch
+        with pytest.raises(InvalidToken):
+            await check.validate(token)
+    assert entra_emulator.fetch_count("jwks") == 2
+    clock.advance(1)  # min_refresh_interval after the fetch that showed it absent
+    assert (await check.validate(token)).roles == {"r"}
+    assert entra_emulator.fetch_count("jwks") == 3
+
+    # Floods of unpublished keys still cost at most one refresh per interval.
+    attacker = EntraEmulator.generate_key()
+    forged = [entra_emulator.issue_token(key=attacker, roles=["r"]) for _ in range(200)]
+    for round_ in range(3):
+        results = await asyncio.gather(*(check.validate(t) for t in forged), return_exceptions=True)
+        assert all(isinstance(r, InvalidToken) and r.reason == "key_not_found" for r in results)
+        assert entra_emulator.fetch_count("jwks") == 4 + round_
+        clock.advance(100)
+        await asyncio.gather(*(check.validate(t) for t in forged), return_exceptions=True)
+        assert entra_emulator.fetch_count("jwks") == 4 + round_  # within the interval: none
+        clock.advance(200)
+    assert (await check.validate(token)).roles == {"r"}  # the returned key keeps serving
     await check.aclose()
 
 
@@ -415,3 +458,180 @@ def test_the_store_outlives_event_loops_and_aclose(
         asyncio.run(fetch_a_new_key())
     asyncio.run(keys.aclose())
     assert entra_emulator.fetch_count("jwks") == 6
+
+
+async def test_prefetch_passes_over_a_version_the_authority_does_not_serve(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    entra_emulator.served_versions = ("2.0",)
+    keys = store(entra_emulator, clock)
+    await keys.prefetch()  # no KeysUnavailable: nothing is down
+    assert keys.current("2.0") is not None
+    with pytest.raises(InvalidToken) as info:
+        await keys.get_key_set("1.0")
+    assert info.value.reason == "version_not_served"
+    assert info.value.status_code == 401
+    assert entra_emulator.fetch_count("metadata", version="1.0") == 1  # not again at once
+    await keys.aclose()
+
+
+@pytest.mark.parametrize("version", ["2.0", "1.0"])
+async def test_an_api_with_its_own_signing_key_accepts_its_tokens(
+    entra_emulator: EntraEmulator, clock: FakeClock, version: Version
+) -> None:
+    api = entra_emulator.register_api(
+        app_id_uri="api://orders", roles=["Orders.Read"], access_token_version=version,
+        custom_signing_key=True,
+    )  # fmt: skip
+    daemon = entra_emulator.register_client(name="d", roles={"api://orders": ["Orders.Read"]})
+    async with ConfidentialClient(
+        tenant_id=entra_emulator.tenant_id, client_id=daemon.client_id,
+        credential=ClientSecret(daemon.secret or ""), instance=entra_emulator.instance,
+    ) as client:  # fmt: skip
+        token = (await client.acquire_token("api://orders/.default")).token
+    assert segments(token)[0]["kid"] == api.signing_key.kid  # type: ignore[union-attr]
+    # The audiences a user writes: the client id and the App ID URI. Nothing else to set.
+    check = validator_for(entra_emulator, clock, audiences=[api.client_id, "api://orders"])
+    first = await check.validate(token)
+    assert first.roles == {"Orders.Read"}
+    assert await check.validate(token) is first  # the verified-token cache knows its key set
+    tenant_document = entra_emulator.fetch_count("jwks", version=version)
+    assert tenant_document == 1  # looked in the tenant's set first (just fetched: once)
+    for kind in ("metadata", "jwks"):  # then in the app's, fetched once
+        assert entra_emulator.fetch_count(kind, version=version, app_id=api.client_id) == 1
+    keyset = check.key_store.current(version, api.client_id)
+    assert keyset is not None
+    assert keyset.jwks_uri.endswith(f"?appid={api.client_id}")
+    await check.aclose()
+
+
+async def test_app_specific_keys_are_asked_for_only_with_the_client_id_among_audiences(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    api = entra_emulator.register_api(app_id_uri="api://orders", custom_signing_key=True)
+    token = entra_emulator.issue_token(
+        key=api.signing_key, audience="api://orders", roles=["Orders.Read"]
+    )
+    check = validator_for(entra_emulator, clock, audiences=["api://orders"])
+    assert check.key_store.app_ids == ()
+    with pytest.raises(InvalidToken) as info:
+        await check.validate(token)
+    assert info.value.reason == "key_not_found"
+    assert entra_emulator.fetch_count("metadata", app_id=api.client_id) == 0
+    await check.aclose()
+
+
+async def test_app_specific_keys_single_flight_and_cooldown(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    api = entra_emulator.register_api(custom_signing_key=True)
+    app_token = entra_emulator.issue_token(
+        key=api.signing_key, audience=api.client_id, roles=["Orders.Read"]
+    )
+    check = validator_for(entra_emulator, clock, audiences=[api.client_id])
+
+    def fetches(app_id: str | None = None) -> tuple[int, int]:
+        return (
+            entra_emulator.fetch_count("metadata", app_id=app_id),
+            entra_emulator.fetch_count("jwks", app_id=app_id),
+        )
+
+    entra_emulator.delay = 0.05  # both fetches stay in flight while the requests arrive
+    principals = await asyncio.gather(*(check.validate(app_token) for _ in range(500)))
+    assert {p.client_id for p in principals} == {DEFAULT_CLIENT_ID}
+    entra_emulator.delay = 0.0
+    assert fetches() == (1, 1)
+    assert fetches(api.client_id) == (1, 1)
+
+    attacker = EntraEmulator.generate_key()
+    flood = [
+        entra_emulator.issue_token(
+            key=attacker, headers={"kid": uuid.uuid4().hex}, audience=api.client_id, roles=["r"]
+        )
+        for _ in range(1000)
+    ]
+    results = await asyncio.gather(*(check.validate(t) for t in flood), return_exceptions=True)
+    assert all(isinstance(r, InvalidToken) and r.reason == "key_not_found" for r in results)
+    assert fetches() == (2, 2)  # one forced refresh of the tenant's keys
+    assert fetches(api.client_id) == (2, 2)  # and one of the app's
+    clock.advance(299)
+    await asyncio.gather(*(check.validate(t) for t in flood[:300]), return_exceptions=True)
+    assert fetches(api.client_id) == (2, 2)  # within min_refresh_interval: none
+    clock.advance(1)
+    fresh = entra_emulator.issue_token(key=attacker, audience=api.client_id, roles=["r"])
+    with pytest.raises(InvalidToken):
+        await check.validate(fresh)
+    assert fetches(api.client_id) == (3, 3)
+    assert (await check.validate(app_token)).roles == {"Orders.Read"}
+    await check.aclose()
+
+
+async def test_app_specific_keys_follow_last_known_good_and_outage_rules(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    api = entra_emulator.register_api(custom_signing_key=True)
+    app_token = entra_emulator.issue_token(
+        key=api.signing_key, audience=api.client_id, roles=["r"], lifetime=48 * HOUR
+    )
+    tenant_token = entra_emulator.issue_token(audience=api.client_id, roles=["r"])
+    check = validator_for(
+        entra_emulator, clock, audiences=[api.client_id], refresh_interval=HOUR,
+        token_cache_size=0,
+    )  # fmt: skip
+    await check.validate(tenant_token)
+    entra_emulator.fail_status = 503
+    with pytest.raises(KeysUnavailable):  # no app-specific keys in hand and none to be had
+        await check.validate(app_token)
+    entra_emulator.fail_status = None
+    clock.advance(1.0)  # the first back-off step
+    assert (await check.validate(app_token)).roles == {"r"}
+
+    entra_emulator.stop()
+    for _ in range(10):  # past several refresh intervals, inside the last-known-good day
+        clock.advance(2.2 * HOUR)
+        assert (await check.validate(app_token)).roles == {"r"}
+        await settle(check.key_store)
+    clock.advance(3 * HOUR)
+    with pytest.raises(KeysUnavailable):
+        await check.validate(app_token)
+    entra_emulator.start()
+    await check.aclose()
+
+
+async def test_the_emulator_publishes_an_app_specific_key_only_at_appid(
+    entra_emulator: EntraEmulator,
+) -> None:
+    api = entra_emulator.register_api(custom_signing_key=True)
+    plain = entra_emulator.register_api()
+    assert api.signing_key is not None
+    assert plain.signing_key is None
+    assert "signing_key" not in repr(api)  # no key material in a failing test's output
+    async with httpx.AsyncClient() as http:
+        for version in ("2.0", "1.0"):
+            url = entra_emulator.metadata_url(version=version)
+            metadata = (await http.get(url, params={"appid": api.client_id})).json()
+            assert metadata["jwks_uri"].endswith(f"/keys?appid={api.client_id}")
+            with_app = (await http.get(metadata["jwks_uri"])).json()["keys"]
+            tenant_only = (await http.get(entra_emulator.jwks_url(version=version))).json()["keys"]
+            assert {k["kid"] for k in with_app} == {
+                entra_emulator.current_key.kid,
+                api.signing_key.kid,
+            }
+            assert {k["kid"] for k in tenant_only} == {entra_emulator.current_key.kid}
+        assert entra_emulator.fetch_count("jwks", app_id=api.client_id) == 2
+        assert entra_emulator.fetch_count("jwks") == 2  # the tenant's own, counted apart
+
+
+def test_the_emulator_checks_served_versions_and_custom_signing_key(
+    entra_emulator: EntraEmulator,
+) -> None:
+    for bad in ((), ("3.0",), "2.0"):
+        with pytest.raises(ValueError, match="served_versions"):
+            entra_emulator.served_versions = bad  # type: ignore[assignment]
+    assert entra_emulator.served_versions == ("1.0", "2.0")
+    entra_emulator.served_versions = ("2.0",)
+    assert entra_emulator.served_versions == ("2.0",)
+    with pytest.raises(ValueError, match="custom_signing_key"):
+        entra_emulator.load_registrations({"apis": [{"custom_signing_key": "yes"}]})
+    loaded = entra_emulator.load_registrations({"apis": [{"custom_signing_key": True}]})
+    assert loaded.apis[0].signing_key is not None

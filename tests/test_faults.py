@@ -8,6 +8,7 @@ answered 500, and the fetch counts the refresh policy allows.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from typing import Any
@@ -20,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from entra_guard import EntraAuthMiddleware, KeyStore, TokenValidator
+from entra_guard import EntraAuthMiddleware, InvalidToken, KeyStore, TokenValidator
 from entra_guard.client import ClientSecret, ConfidentialClient, TokenRequestError
 from entra_guard.testing import EntraEmulator
 from tests.conftest import FakeClock
@@ -54,7 +55,7 @@ class Api:
     """The protected app, its key store on a clock the test moves, and an ASGI client."""
 
     def __init__(self, idp: EntraEmulator, clock: FakeClock, **config: Any) -> None:
-        settings = idp.config(fetch_timeout=0.5, refresh_interval=HOUR, **config)
+        settings = idp.config(**{"fetch_timeout": 0.5, "refresh_interval": HOUR, **config})
         self.keys = KeyStore(settings, clock=clock)
         self.validator = TokenValidator(settings, key_store=self.keys)
         app = Starlette(
@@ -168,8 +169,10 @@ async def test_floods_of_unknown_kids_and_garbage(
 async def test_slow_idp_at_cold_start_one_fetch_everyone_answered(
     entra_emulator: EntraEmulator, clock: FakeClock
 ) -> None:
-    api = Api(entra_emulator, clock)
-    entra_emulator.delay = 0.2  # per document: slow, but both inside the 0.5 s fetch timeout
+    # Slow, but both documents well inside the fetch timeout, even on a loaded machine: the
+    # 500 requests share the event loop (and the GIL) with the fetch and the emulator.
+    api = Api(entra_emulator, clock, fetch_timeout=2.0)
+    entra_emulator.delay = 0.2  # per document
     token = entra_emulator.issue_token(roles=["Orders.Read"])
     answers = await asyncio.wait_for(asyncio.gather(*(api.get(token) for _ in range(500))), 10)
     assert {r.status_code for r in answers} == {200}
@@ -209,3 +212,45 @@ async def test_token_endpoint_faults_for_the_client(entra_emulator: EntraEmulato
     assert info.value.status_code == 503
     entra_emulator.fail_token_requests(status=503, count=0)
     await client.aclose()
+
+
+async def test_a_version_the_authority_does_not_serve_is_an_invalid_token_logged_once(
+    entra_emulator: EntraEmulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    entra_emulator.served_versions = ("2.0",)  # v1 metadata answers 404, as External ID's does
+    api = Api(entra_emulator, clock)  # the default token_versions: 1.0 and 2.0
+    caplog.set_level(logging.WARNING, logger="entra_guard.discovery")
+    attacker = EntraEmulator.generate_key()
+    junk = [
+        entra_emulator.issue_token(version="1.0", key=attacker, roles=[str(n)]) for n in range(200)
+    ]
+    answers = await asyncio.gather(*(api.get(t) for t in junk))
+    assert {r.status_code for r in answers} == {401}
+    assert 'error="invalid_token"' in answers[0].headers["www-authenticate"]
+    with pytest.raises(InvalidToken) as info:
+        await api.validator.validate(junk[0])
+    assert info.value.reason == "version_not_served"
+    genuine_v2 = entra_emulator.issue_token(roles=["Orders.Read"])
+    assert (await api.get(genuine_v2)).status_code == 200
+    assert entra_emulator.fetch_count("metadata", version="1.0") == 1
+    assert entra_emulator.fetch_count("jwks", version="1.0") == 0
+
+    clock.advance(300)  # one new look per min_refresh_interval, in case that changes
+    assert (await api.get(junk[1])).status_code == 401
+    assert entra_emulator.fetch_count("metadata", version="1.0") == 2
+    not_served = [r for r in caplog.records if "publishes no 1.0 metadata" in r.getMessage()]
+    assert len(not_served) == 1  # once per version, not per request
+    await api.close()
+
+
+@pytest.mark.parametrize("fault", ["500", "503", "slow", "refuse"])
+async def test_a_version_whose_metadata_fails_otherwise_stays_an_outage(
+    entra_emulator: EntraEmulator, clock: FakeClock, fault: str
+) -> None:
+    api = Api(entra_emulator, clock)
+    switch(entra_emulator, fault, on=True)
+    answer = await api.get(entra_emulator.issue_token(version="1.0", roles=["Orders.Read"]))
+    assert answer.status_code == 503
+    assert int(answer.headers["retry-after"]) >= 1
+    switch(entra_emulator, fault, on=False)
+    await api.close()

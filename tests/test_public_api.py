@@ -31,7 +31,8 @@ def test_public_api_is_pinned() -> None:
     public = {name for name in vars(entra_guard) if not name.startswith("_")}
     modules = {
         "authorization", "bearer", "claims", "cli", "client", "config", "discovery", "errors",
-        "fastapi", "middleware", "parsing", "principal", "starlette", "token_cache", "validation",
+        "fastapi", "jwks", "middleware", "parsing", "principal", "starlette", "token_cache",
+        "validation",
     }  # fmt: skip
     assert public - modules - {"testing", "examples"} == set(PUBLIC)
 

@@ -1,19 +1,26 @@
 """Signing keys from the tenant's OpenID configuration, cached and refreshed safely.
 
 One ``KeyStore`` serves one ``EntraConfig``: a key set per token version (v1 and v2 tokens are
-checked against their own metadata document). The rules, each learned from an outage somebody
-had:
+checked against their own metadata document), and per version the app-specific key sets of the
+API's own client ids (the metadata asked with ``?appid=``), consulted for a key the tenant does
+not publish. Each document has one small state record, and the same rules hold for every one,
+each rule learned from an outage somebody had:
 
 - single flight: concurrent requests that need the same document share one fetch, and the fetch
   runs in its own task, so a client that disconnects does not cancel it for the others;
 - stale-while-revalidate: after ``refresh_interval`` the current keys keep serving while exactly
   one background refresh runs;
 - an unknown ``kid`` forces at most one refresh per ``min_refresh_interval``, so tokens with
-  random ``kid`` values cannot cause a fetch storm;
+  random ``kid`` values cannot cause a fetch storm. A ``kid`` a fetch showed unpublished is
+  refused without a fetch for one interval after the latest fetch; after that it may force a
+  refresh again (a rollover can drop a key for a moment and list it again), from a budget of
+  one per interval of its own, so that stale clients cannot starve a newly rotated-in key;
 - last known good: a failed refresh never discards good keys; they serve for
   ``last_known_good_lifetime`` after the last successful fetch. Only with no usable keys at
   all is ``KeysUnavailable`` raised;
 - with no keys, failed fetches back off (1 s doubling to 30 s) and requests fail fast meanwhile;
+- a metadata URL answering 404 (External ID publishes no v1 metadata) is not an outage: its
+  tokens are invalid, it is logged once, and asked again at most once per interval;
 - bounded time, bounded size, no redirects, strict shapes: an identity provider answering
   garbage is treated as unavailable, never as a crash.
 """
@@ -21,90 +28,106 @@ had:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import math
 import random
-import re
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
-from jwt.algorithms import RSAAlgorithm
-from jwt.exceptions import PyJWTError
 
-from entra_guard.config import EntraConfig, TokenVersion, is_loopback_host
-from entra_guard.errors import KeysUnavailable
+from entra_guard.config import EntraConfig, TokenVersion, is_guid, is_loopback_host
+from entra_guard.errors import InvalidToken, KeysUnavailable
+from entra_guard.jwks import KeySet, SigningKey, parse_jwks
 
-__all__ = ["KeySet", "KeyStore", "SigningKey"]
+__all__ = ["KeySet", "KeyStore", "SigningKey", "parse_jwks"]
 
 logger = logging.getLogger("entra_guard.discovery")
 
-_B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
-_MIN_RSA_BITS = 2048
-_MAX_KEYS = 1000
-_MAX_KEY_ID_CHARS = 256
 _MAX_ABSENT = 1024
 _FIRST_BACKOFF = 1.0
 _MAX_BACKOFF = 30.0
 _JITTER = 0.05  # like Microsoft's ConfigurationManager, so that replicas do not refresh in step
 
 
-@dataclass(frozen=True, slots=True)
-class SigningKey:
-    """One RSA public key from a JWKS, parsed once."""
-
-    kid: str | None
-    x5t: str | None
-    public_key: RSAPublicKey
-    #: The v2 JWKS ``issuer`` member (may hold ``{tenantid}``); ``None`` in v1 key sets.
-    issuer: str | None
-    #: The JWK ``alg`` member, when the key is pinned to one algorithm.
-    alg: str | None
-    #: Identifies what the key is (``n``, ``e``, ``issuer``, ``alg``), so that a refresh which
-    #: publishes the same key again is seen to keep it.
-    fingerprint: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class KeySet:
-    """What one metadata document and its JWKS say, as fetched at one moment."""
-
-    version: TokenVersion
-    #: The metadata ``issuer``; multi-tenant documents hold the ``{tenantid}`` placeholder.
-    issuer: str
-    jwks_uri: str
-    by_kid: Mapping[str, SigningKey]
-    by_x5t: Mapping[str, SigningKey]
-
-    def find(self, kid: str | None, x5t: str | None) -> SigningKey | None:
-        """Look a key up by ``kid``, or by ``x5t`` for old v1 tokens that carry no ``kid``."""
-        if kid is not None:
-            return self.by_kid.get(kid)
-        if x5t is not None:
-            return self.by_x5t.get(x5t)
-        return None
-
-    def __len__(self) -> int:
-        return len(self.by_kid) + sum(1 for k in self.by_x5t.values() if k.kid is None)
-
-    @property
-    def key_ids(self) -> frozenset[str]:
-        return frozenset(self.by_kid) | frozenset(self.by_x5t)
-
-
 class _FetchError(Exception):
     """A document could not be had or made no sense; the message is safe to log."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        #: The HTTP status when the server answered with an error.
+        self.status = status
+
+
+class _NotServed(_FetchError):
+    """The metadata URL answered 404: the authority publishes no such document.
+
+    External ID (``*.ciamlogin.com``) authorities, for one, publish v2 metadata only.
+    """
+
+
+@dataclass(eq=False, slots=True)
+class _Source:
+    """One metadata document and its key set: everything the refresh policy remembers of it.
+
+    Deadlines are monotonic seconds from the store's clock; ``-inf`` means "never set".
+    """
+
+    version: TokenVersion
+    metadata_url: str
+    #: The API client id whose app-specific keys these are, or ``None`` for the tenant's.
+    app_id: str | None = None
+    #: The key set in hand (``None``: nothing fetched yet, or dropped after last known good).
+    keyset: KeySet | None = None
+    #: Last known good ends here: the keys are dropped rather than served any longer.
+    usable_until: float = -math.inf
+    #: Fresh until here; afterwards one background refresh runs while the keys keep serving.
+    refresh_at: float = -math.inf
+    #: When an unknown key id last forced a refresh.
+    forced_at: float = -math.inf
+    #: With no keys in hand: no new attempt before this (the back-off after failures).
+    retry_at: float = -math.inf
+    #: Failed fetches in a row with no keys in hand; sets the back-off.
+    failures: int = 0
+    #: The refresh running now, shared by everyone who waits for it (single flight).
+    task: asyncio.Task[KeySet | None] | None = None
+    #: When the key set in hand was fetched.
+    fetched_at: float = -math.inf
+    #: When a key id in ``absent`` last forced a refresh to look again.
+    rechecked_at: float = -math.inf
+    #: Key ids a fetch has shown to be unpublished (an insertion-ordered, bounded set). Every
+    #: fetch that publishes the same key ids shows them absent again, so the set is as fresh
+    #: as ``fetched_at``; it is forgotten whenever the published key ids change.
+    absent: dict[tuple[str | None, str | None], None] = field(default_factory=dict)
+    #: The metadata URL answered 404 and no keys are in hand (``retry_at`` says when to ask
+    #: again). Tokens for it are invalid, not a reason for a 503.
+    not_served: bool = False
+
+    @property
+    def label(self) -> str:
+        """What log lines call this key set."""
+        if self.app_id is None:
+            return self.version
+        return f"{self.version} app-specific ({self.app_id})"
 
 
 class KeyStore:
     """Metadata and signing keys for one configuration. Create once, share, ``aclose()`` at exit.
+
+    Besides the tenant's key set per token version, it knows the app-specific key sets of the
+    API itself: an app registration with a claims-mapping policy (or SAML single sign-on)
+    gets tokens signed with a key of its own, published only at the metadata URL with
+    ``?appid=<client id>`` (Microsoft's access-token documentation, "Validate the signature").
+    The API's client ids are the GUIDs among ``config.audiences`` (:attr:`app_ids`). A token
+    whose key is not in the tenant's set is looked for there; that set is fetched on first
+    need and follows every rule the tenant's set follows. It is safe without a setting: the
+    document comes from the same authority and tenant, its issuer is checked the same way, and
+    Entra publishes there only keys it signs this very API's tokens with.
 
     ``http_client`` lets you bring your own ``httpx.AsyncClient`` (custom CA, proxy); the store
     then leaves closing it to you. ``clock`` is monotonic seconds, injectable for tests.
@@ -122,43 +145,50 @@ class KeyStore:
         self._owns_client = http_client is None
         self._client = http_client
         self._client_loop: asyncio.AbstractEventLoop | None = None
-        # Plain dicts with explicit deadlines: this is read on every request, and the two
-        # deadlines (refresh, last known good) are the whole policy, so they stay in sight.
-        self._keysets: dict[TokenVersion, KeySet] = {}
-        self._usable_until: dict[TokenVersion, float] = {}
-        self._refresh_at: dict[TokenVersion, float] = {}
-        self._forced_at: dict[TokenVersion, float] = {}
-        self._retry_at: dict[TokenVersion, float] = {}
-        self._failures: dict[TokenVersion, int] = {}
-        self._inflight: dict[TokenVersion, asyncio.Task[KeySet | None]] = {}
-        # Key ids a fetch has shown to be unpublished (an insertion-ordered, bounded set); it is
-        # forgotten whenever the published key ids change.
-        self._absent: dict[TokenVersion, dict[tuple[str | None, str | None], None]] = {}
+        #: The API's client ids (the GUIDs among the audiences), lower case: their app-specific
+        #: key sets are consulted for keys the tenant does not publish.
+        self.app_ids: tuple[str, ...] = tuple(
+            dict.fromkeys(a.lower() for a in config.audiences if is_guid(a))
+        )
+        # One record per document, made up front: this is read on every request.
+        versions: tuple[TokenVersion, ...] = ("1.0", "2.0")
+        self._sources: dict[TokenVersion, _Source] = {
+            version: _Source(version, self.metadata_url(version)) for version in versions
+        }
+        self._app_sources: dict[tuple[TokenVersion, str], _Source] = {
+            (version, app_id): _Source(version, self.metadata_url(version, app_id), app_id)
+            for version in versions
+            for app_id in self.app_ids
+        }
 
-    def metadata_url(self, version: TokenVersion) -> str:
+    def metadata_url(self, version: TokenVersion, app_id: str | None = None) -> str:
+        """The openid-configuration URL; with ``app_id``, that of the app-specific keys."""
         base = f"{self._config.instance}/{self._config.tenant_id}"
         suffix = "/v2.0" if version == "2.0" else ""
-        return f"{base}{suffix}/.well-known/openid-configuration"
+        query = "" if app_id is None else f"?appid={app_id}"
+        return f"{base}{suffix}/.well-known/openid-configuration{query}"
 
-    def current(self, version: TokenVersion) -> KeySet | None:
+    def current(self, version: TokenVersion, app_id: str | None = None) -> KeySet | None:
         """The key set in hand, without waiting (``None``: it must be fetched first).
 
-        A stale key set is returned as it is, and one background refresh is started.
+        ``app_id`` (one of :attr:`app_ids`) asks for that app-specific key set instead of the
+        tenant's. A stale key set is returned as it is, and one background refresh is started.
         """
-        keyset = self._keysets.get(version)
+        source = self._sources[version] if app_id is None else self._app_sources[version, app_id]
+        keyset = source.keyset
         if keyset is None:
             return None
         now = self._clock()
-        if now >= self._usable_until[version]:  # last known good for too long: drop it
-            del self._keysets[version]
+        if now >= source.usable_until:  # last known good for too long: drop it
+            source.keyset = None
             return None
-        if now >= self._refresh_at[version] and self._refreshing(version) is None:
-            self._start_refresh(version)
+        if now >= source.refresh_at and self._refreshing(source) is None:
+            self._start_refresh(source)
         return keyset
 
     def is_current(self, version: TokenVersion, keyset: KeySet, key: SigningKey) -> bool:
         """Whether ``key`` of ``keyset`` is still published (the same key under the same id)."""
-        current = self.current(version)
+        current = self.current(version, keyset.app_id)
         if current is keyset:  # nothing was refreshed since: the common case
             return True
         if current is None:
@@ -167,52 +197,128 @@ class KeyStore:
         return now is not None and now.fingerprint == key.fingerprint
 
     async def get_key_set(self, version: TokenVersion) -> KeySet:
-        """The key set for ``version``; fetches on first use and refreshes when stale."""
-        keyset = self.current(version)
+        """The key set for ``version``; fetches on first use and refreshes when stale.
+
+        Raises ``KeysUnavailable`` (503) when no keys can be had, and ``InvalidToken``
+        (``version_not_served``, 401) when the authority publishes no metadata for ``version``
+        (it answers 404).
+        """
+        keyset = await self._key_set(self._sources[version])
+        if keyset is None:
+            raise InvalidToken(
+                "version_not_served",
+                "The token's version ('ver') is not one this API's identity provider issues",
+            )
+        return keyset
+
+    async def _key_set(self, source: _Source) -> KeySet | None:
+        """The key set in hand or fetched now; ``None`` when its metadata answers 404."""
+        keyset = self.current(source.version, source.app_id)
         if keyset is None:
             now = self._clock()
-            if now < self._retry_at.get(version, -math.inf):
-                raise self._unavailable(version, now)
-            keyset = await self._join_refresh(version)
+            if now < source.retry_at:
+                if source.not_served:
+                    return None
+                raise self._unavailable(source, now)
+            keyset = await self._join_refresh(source)
             if keyset is None:
-                raise self._unavailable(version, self._clock())
+                if source.not_served:
+                    return None
+                raise self._unavailable(source, self._clock())
         return keyset
 
     async def find_key(
         self, version: TokenVersion, kid: str | None, x5t: str | None
     ) -> tuple[KeySet, SigningKey | None]:
-        """Find the key a token names, forcing one refresh per interval for an unknown one."""
+        """Find the key a token names: in the tenant's key set, then the app-specific ones.
+
+        Returns the key set that holds the key (or the tenant's) and the key, ``None`` when
+        no set publishes it. An unknown key forces at most one refresh per
+        ``min_refresh_interval`` of each set. Raises ``KeysUnavailable`` when a set that must
+        be asked has no keys and cannot be fetched, and ``InvalidToken``
+        (``version_not_served``) when the authority publishes no metadata for ``version``.
+        """
+        tenant = self._sources[version]
+        just_fetched = self.current(version) is None
         keyset = await self.get_key_set(version)
         key = keyset.find(kid, x5t)
         if key is not None or (kid is None and x5t is None):
             return keyset, key
+        apps = [self._app_sources[version, app_id] for app_id in self.app_ids]
+        for app in apps:  # app-specific keys in hand: no fetch, no tenant refresh spent
+            held = self.current(version, app.app_id)
+            key = held.find(kid, x5t) if held is not None else None
+            if held is not None and key is not None:
+                return held, key
+        found = await self._look_again(tenant, keyset, kid, x5t, just_fetched=just_fetched)
+        for app in apps:
+            if found[1] is not None:
+                break
+            just_fetched = self.current(version, app.app_id) is None
+            appset = await self._key_set(app)
+            if appset is not None:  # None: no app-specific document (404)
+                again = await self._look_again(app, appset, kid, x5t, just_fetched=just_fetched)
+                if again[1] is not None:
+                    found = again
+        return found
+
+    async def _look_again(
+        self,
+        source: _Source,
+        keyset: KeySet,
+        kid: str | None,
+        x5t: str | None,
+        *,
+        just_fetched: bool,
+    ) -> tuple[KeySet, SigningKey | None]:
+        """Look for a key ``keyset`` lacks, refreshing it if the policy allows."""
+        key = keyset.find(kid, x5t)
+        if key is not None:
+            return keyset, key
         key_id = (kid, x5t)
-        absent = self._absent.setdefault(version, {})
-        if key_id in absent:
-            # A fetch already showed this key is not published: tokens of a removed key must
+        absent = source.absent
+        now = self._clock()
+        interval = self._config.min_refresh_interval
+        seen_absent = key_id in absent
+        refreshed: KeySet | None
+        if just_fetched:
+            refreshed = keyset  # fetched for this very lookup: as fresh as it gets
+        elif seen_absent and now - source.fetched_at < interval:
+            # A fetch has just shown this key is not published: tokens of a removed key must
             # not use up the forced refresh that a newly rotated-in key may need.
             return keyset, None
-        now = self._clock()
-        if self._refreshing(version) is not None:
-            refreshed = await self._join_refresh(version)
-        elif now - self._forced_at.get(version, -math.inf) >= self._config.min_refresh_interval:
-            self._forced_at[version] = now
-            logger.info("unknown signing key id; refreshing the %s key set", version)
-            refreshed = await self._join_refresh(version)
+        elif self._refreshing(source) is not None:
+            refreshed = await self._join_refresh(source)
+        elif seen_absent and now - source.rechecked_at >= interval:
+            # Absent for a whole interval: a rollover may have listed it again. Keys once
+            # seen absent have a refresh budget of their own, so the one for never-seen
+            # keys stays free for a key that has just been rotated in.
+            source.rechecked_at = now
+            logger.info("a signing key id seen unpublished; refreshing the %s keys", source.label)
+            refreshed = await self._join_refresh(source)
+        elif not seen_absent and now - source.forced_at >= interval:
+            source.forced_at = now
+            logger.info("unknown signing key id; refreshing the %s keys", source.label)
+            refreshed = await self._join_refresh(source)
         else:
             return keyset, None
         if refreshed is None:
             return keyset, keyset.find(kid, x5t)
         key = refreshed.find(kid, x5t)
         if key is None:
-            if len(absent) >= _MAX_ABSENT:
+            if len(absent) >= _MAX_ABSENT and key_id not in absent:
                 absent.pop(next(iter(absent)))  # the oldest goes first
             absent[key_id] = None
         return refreshed, key
 
     async def prefetch(self) -> None:
-        """Fetch every accepted version's keys now (at start-up), so first requests are fast."""
-        await asyncio.gather(*(self.get_key_set(v) for v in self._config.token_versions))
+        """Fetch every accepted version's keys now (at start-up), so first requests are fast.
+
+        Raises ``KeysUnavailable`` if some version's keys cannot be had; a version whose
+        metadata answers 404 is only logged (once), since its tokens are simply invalid.
+        """
+        versions = self._config.token_versions
+        await asyncio.gather(*(self._key_set(self._sources[v]) for v in versions))
 
     async def aclose(self) -> None:
         """Stop refreshing and close the HTTP client made here (the keys stay in hand).
@@ -221,9 +327,10 @@ class KeyStore:
         one app serves several ``TestClient`` blocks, each running (and shutting down) the app
         in an event loop of its own.
         """
-        for task in list(self._inflight.values()):
-            task.cancel()
-        self._inflight.clear()
+        for source in self._all_sources():
+            if source.task is not None:
+                source.task.cancel()
+                source.task = None
         if self._owns_client and self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
@@ -246,83 +353,125 @@ class KeyStore:
             self._client_loop = loop
         return self._client
 
+    def _refreshes_running(self) -> bool:
+        """Whether a refresh is in flight (tests wait for background refreshes with this)."""
+        return any(self._refreshing(source) is not None for source in self._all_sources())
+
+    def _all_sources(self) -> list[_Source]:
+        return [*self._sources.values(), *self._app_sources.values()]
+
     # -- refreshing ---------------------------------------------------------------------------
 
-    def _refreshing(self, version: TokenVersion) -> asyncio.Task[KeySet | None] | None:
-        """The refresh running for ``version`` in this event loop, if there is one."""
-        task = self._inflight.get(version)
+    def _refreshing(self, source: _Source) -> asyncio.Task[KeySet | None] | None:
+        """The refresh running for ``source`` in this event loop, if there is one."""
+        task = source.task
         if task is not None and (task.done() or task.get_loop() is not asyncio.get_running_loop()):
-            del self._inflight[version]  # finished, or left behind by an event loop now gone
+            source.task = None  # finished, or left behind by an event loop now gone
             return None
         return task
 
-    def _start_refresh(self, version: TokenVersion) -> asyncio.Task[KeySet | None]:
-        task = self._refreshing(version)
+    def _start_refresh(self, source: _Source) -> asyncio.Task[KeySet | None]:
+        task = self._refreshing(source)
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._refresh(version))
-            self._inflight[version] = task
-            task.add_done_callback(lambda done: self._forget(version, done))
+            task = asyncio.get_running_loop().create_task(self._refresh(source))
+            source.task = task
+            task.add_done_callback(lambda done: self._forget(source, done))
         return task
 
-    def _forget(self, version: TokenVersion, task: asyncio.Task[KeySet | None]) -> None:
-        if self._inflight.get(version) is task:
-            del self._inflight[version]
+    @staticmethod
+    def _forget(source: _Source, task: asyncio.Task[KeySet | None]) -> None:
+        if source.task is task:
+            source.task = None
 
-    async def _join_refresh(self, version: TokenVersion) -> KeySet | None:
+    async def _join_refresh(self, source: _Source) -> KeySet | None:
         # shield: a cancelled request must not cancel the fetch the others are waiting for
-        return await asyncio.shield(self._start_refresh(version))
+        return await asyncio.shield(self._start_refresh(source))
 
-    async def _refresh(self, version: TokenVersion) -> KeySet | None:
+    async def _refresh(self, source: _Source) -> KeySet | None:
         """Fetch and install a key set; on failure keep what we have and schedule a retry."""
+        timeout = self._config.fetch_timeout
         try:
-            keyset = await asyncio.wait_for(self._fetch(version), self._config.fetch_timeout)
+            keyset = await asyncio.wait_for(self._fetch(source), timeout)
+        except _NotServed as exc:
+            self._record_not_served(source, str(exc))
+            return None
         except (_FetchError, httpx.HTTPError) as exc:
-            self._record_failure(version, f"{type(exc).__name__}: {exc}")
+            self._record_failure(source, f"{type(exc).__name__}: {exc}")
             return None
         except asyncio.TimeoutError:
-            self._record_failure(version, f"timed out after {self._config.fetch_timeout:g} s")
+            self._record_failure(source, f"timed out after {timeout:g} s")
             return None
         except Exception as exc:  # noqa: BLE001  # whatever the IdP sends, we keep serving
-            self._record_failure(version, f"unexpected {type(exc).__name__}")
+            self._record_failure(source, f"unexpected {type(exc).__name__}")
             return None
         now = self._clock()
         interval = self._config.refresh_interval
-        previous = self._keysets.get(version)
-        if previous is None or previous.key_ids != keyset.key_ids:
-            self._absent.pop(version, None)
-        self._keysets[version] = keyset
-        self._usable_until[version] = now + self._config.last_known_good_lifetime
-        self._refresh_at[version] = now + interval + random.uniform(0, _JITTER * interval)  # noqa: S311
-        self._failures.pop(version, None)
-        self._retry_at.pop(version, None)
+        if source.keyset is None or source.keyset.key_ids != keyset.key_ids:
+            source.absent.clear()
+        source.keyset = keyset
+        source.fetched_at = now
+        source.usable_until = now + self._config.last_known_good_lifetime
+        source.refresh_at = now + interval + random.uniform(0, _JITTER * interval)  # noqa: S311
+        source.failures = 0
+        source.retry_at = -math.inf
+        source.not_served = False
         logger.info(
-            "fetched %d signing keys for %s tokens from %s", len(keyset), version, keyset.jwks_uri
+            "fetched %d signing keys for %s tokens from %s",
+            len(keyset),
+            source.label,
+            keyset.jwks_uri,
         )
         return keyset
 
-    def _record_failure(self, version: TokenVersion, reason: str) -> None:
+    def _record_failure(self, source: _Source, reason: str) -> None:
         now = self._clock()
-        if self.current(version) is not None:
+        if self.current(source.version, source.app_id) is not None:
             # Keys in hand keep serving; try again after the forced-refresh interval. These
             # failures do not count towards the back-off for when no keys are left at all.
-            self._failures.pop(version, None)
-            self._refresh_at[version] = now + self._config.min_refresh_interval
+            source.failures = 0
+            source.refresh_at = now + self._config.min_refresh_interval
             logger.warning(
-                "refreshing %s signing keys failed (%s); serving the last known good keys",
-                version,
+                "refreshing the %s signing keys failed (%s); serving the last known good keys",
+                source.label,
                 reason,
             )
         else:
-            failures = self._failures.get(version, 0) + 1
-            self._failures[version] = failures
-            backoff = min(_MAX_BACKOFF, _FIRST_BACKOFF * 2 ** (failures - 1))
-            self._retry_at[version] = now + backoff
+            source.not_served = False
+            source.failures += 1
+            backoff = min(_MAX_BACKOFF, _FIRST_BACKOFF * 2 ** (source.failures - 1))
+            source.retry_at = now + backoff
             logger.error(
-                "cannot fetch %s signing keys (%s); retrying in %g s", version, reason, backoff
+                "cannot fetch the %s signing keys (%s); retrying in %g s",
+                source.label,
+                reason,
+                backoff,
             )
 
-    def _unavailable(self, version: TokenVersion, now: float) -> KeysUnavailable:
-        retry = max(1, math.ceil(self._retry_at.get(version, now) - now))
+    def _record_not_served(self, source: _Source, reason: str) -> None:
+        if self.current(source.version, source.app_id) is not None:
+            # After good answers, a 404 is a fault of the moment (a proxy, a deployment), not
+            # a fact about the authority: keep the keys, as for any failed refresh.
+            self._record_failure(source, reason)
+            return
+        # Not an outage: no back-off, and one new look per interval in case that changes.
+        source.failures = 0
+        source.retry_at = self._clock() + self._config.min_refresh_interval
+        if not source.not_served and source.app_id is not None:
+            source.not_served = True
+            logger.info("no %s metadata is published (%s)", source.label, reason)
+        elif not source.not_served:
+            source.not_served = True  # logged when this becomes true, not per request
+            logger.warning(
+                "the authority publishes no %s metadata (%s): tokens that say ver %s are "
+                "refused as invalid; leave %s out of token_versions if this is expected",
+                source.version,
+                reason,
+                source.version,
+                source.version,
+            )
+
+    def _unavailable(self, source: _Source, now: float) -> KeysUnavailable:
+        retry = max(1, math.ceil(max(source.retry_at, now) - now))
         return KeysUnavailable(
             "keys_unavailable",
             "The signing keys of the identity provider are unavailable; try again later",
@@ -331,8 +480,13 @@ class KeyStore:
 
     # -- fetching -----------------------------------------------------------------------------
 
-    async def _fetch(self, version: TokenVersion) -> KeySet:
-        metadata = await self._get_json(self.metadata_url(version))
+    async def _fetch(self, source: _Source) -> KeySet:
+        try:
+            metadata = await self._get_json(source.metadata_url)
+        except _FetchError as exc:
+            if exc.status == 404:
+                raise _NotServed(str(exc)) from None
+            raise
         issuer = metadata.get("issuer")
         jwks_uri = metadata.get("jwks_uri")
         if not isinstance(issuer, str) or not issuer:
@@ -343,18 +497,20 @@ class KeyStore:
         if not keys:
             raise _FetchError(f"{jwks_uri} holds no usable RSA signing keys")
         return KeySet(
-            version=version,
+            version=source.version,
             issuer=issuer,
             jwks_uri=jwks_uri,
             by_kid=MappingProxyType({k.kid: k for k in keys if k.kid is not None}),
             by_x5t=MappingProxyType({k.x5t: k for k in keys if k.x5t is not None}),
+            app_id=source.app_id,
         )
 
     async def _get_json(self, url: str) -> dict[str, Any]:
         limit = self._config.max_document_bytes
         async with self._http().stream("GET", url) as response:
             if response.status_code != 200:
-                raise _FetchError(f"GET {url} answered HTTP {response.status_code}")
+                status = response.status_code
+                raise _FetchError(f"GET {url} answered HTTP {status}", status=status)
             declared = response.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > limit:
                 raise _FetchError(f"GET {url} is larger than {limit} bytes")
@@ -370,52 +526,6 @@ class KeyStore:
         if not isinstance(document, dict):
             raise _FetchError(f"GET {url} did not answer a JSON object")
         return document
-
-
-def parse_jwks(document: Mapping[str, Any]) -> list[SigningKey]:
-    """The usable RSA signing keys of a JWKS; anything else in it is skipped, not fatal."""
-    entries = document.get("keys")
-    if not isinstance(entries, list):
-        return []
-    keys = []
-    for entry in entries[:_MAX_KEYS]:
-        key = _parse_jwk(entry) if isinstance(entry, dict) else None
-        if key is not None:
-            keys.append(key)
-    return keys
-
-
-def _parse_jwk(jwk: Mapping[str, Any]) -> SigningKey | None:
-    if jwk.get("kty") != "RSA" or jwk.get("use", "sig") != "sig":
-        return None
-    kid, x5t = jwk.get("kid"), jwk.get("x5t")
-    if not (_is_key_id(kid) or _is_key_id(x5t)) or (kid is not None and not _is_key_id(kid)):
-        return None
-    n, e = jwk.get("n"), jwk.get("e")
-    if not (isinstance(n, str) and isinstance(e, str) and _B64URL.match(n) and _B64URL.match(e)):
-        return None  # e.g. standard base64 with '+', '/' or '=': not a JWK
-    try:
-        loaded = RSAAlgorithm.from_jwk({"kty": "RSA", "n": n, "e": e})
-    except (PyJWTError, ValueError):
-        return None
-    public = loaded.public_key() if isinstance(loaded, RSAPrivateKey) else loaded
-    if public.key_size < _MIN_RSA_BITS:
-        return None
-    issuer, alg = jwk.get("issuer"), jwk.get("alg")
-    issuer = issuer if isinstance(issuer, str) and issuer else None
-    alg = alg if isinstance(alg, str) else None
-    return SigningKey(
-        kid=kid,
-        x5t=x5t if _is_key_id(x5t) else None,
-        public_key=public,
-        issuer=issuer,
-        alg=alg,
-        fingerprint=hashlib.sha256(f"{n}.{e}.{issuer}.{alg}".encode()).hexdigest(),
-    )
-
-
-def _is_key_id(value: object) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= _MAX_KEY_ID_CHARS
 
 
 def _acceptable_url(url: str) -> bool:

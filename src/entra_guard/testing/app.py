@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse, Response
@@ -89,13 +90,17 @@ async def _document(
 ) -> Response:
     raw_segment = str(request.path_params["tenant"])
     segment = raw_segment.lower()
+    app_id = request.query_params.get("appid")
+    app_id = app_id.lower() if app_id else None
     if request.method == "GET":
-        state.record_fetch(kind, segment, version)
+        state.record_fetch(kind, segment, version, app_id)
     fault = await _apply_faults(state, documents=True)
     if fault is None:
         fault = _broken_document(state.faults.document_fault, kind)
     if fault is not None:
         return fault
+    if version not in state.served_versions:
+        return Response(status_code=404)  # as External ID answers for v1 metadata and keys
     tenant = resolve_tenant(segment)
     if tenant is None:
         return entra_error(
@@ -118,8 +123,14 @@ async def _document(
         document = replay.jwks
     elif kind == "metadata":
         document = metadata_document(state.instance, tenant, version)
+        if app_id is not None:  # Entra carries ?appid= over into the jwks_uri
+            document["jwks_uri"] += "?" + urlencode({"appid": app_id})
     else:
-        document = jwks_document(state.instance, tenant, version, state.published_keys)
+        keys = state.published_keys
+        app_key = state.registry.app_signing_key(app_id) if app_id is not None else None
+        if app_key is not None:  # the app-specific key is published beside the tenant's
+            keys = (*keys, app_key)
+        document = jwks_document(state.instance, tenant, version, keys)
     return JSONResponse(document, headers=_CACHE_HEADERS)
 
 

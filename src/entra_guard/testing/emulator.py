@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = ["EntraEmulator"]
 
-_VERSIONS = ("1.0", "2.0")
+_VERSIONS: tuple[Version, ...] = ("1.0", "2.0")
 
 
 class EntraEmulator(RegistrationMethods):
@@ -208,6 +208,12 @@ class EntraEmulator(RegistrationMethods):
         """Unpublish a key (``KeyError`` if none has ``kid``); it may still be the signing key."""
         self._state.unpublish(kid)
 
+    def publish_key(self, key: EmulatorKey) -> None:
+        """Publish ``key`` again, as a rollover does when it drops a key for a moment."""
+        if any(published.kid == key.kid for published in self.published_keys):
+            raise ValueError(f"the key {key.kid!r} is published already")
+        self._state.publish(key)
+
     @staticmethod
     def generate_key() -> EmulatorKey:
         """A fresh key nobody publishes: sign with it to forge a token."""
@@ -283,13 +289,19 @@ class EntraEmulator(RegistrationMethods):
         self._state.replay(resolved.segment, version, Replay(metadata=metadata, jwks=jwks))
 
     def fetch_count(
-        self, kind: DocumentKind, tenant: str | None = None, version: str | None = None
+        self,
+        kind: DocumentKind,
+        tenant: str | None = None,
+        version: str | None = None,
+        *,
+        app_id: str | None = None,
     ) -> int:
-        """GET requests for a document, answered or faulted; ``None`` matches any."""
+        """GET requests for a document, answered or faulted; ``None`` tenant or version matches
+        any. Requests with ``?appid=`` (app-specific keys) count only under their ``app_id``."""
         if kind not in ("metadata", "jwks"):
             raise ValueError(f"kind must be 'metadata' or 'jwks', got {kind!r}")
         segment = tenant.lower() if tenant is not None else None
-        return self._state.fetch_count(kind, segment, version)
+        return self._state.fetch_count(kind, segment, version, app_id and app_id.lower())
 
     def reset_counts(self) -> None:
         """Zero :meth:`fetch_count` and :meth:`token_request_count`."""
@@ -313,6 +325,22 @@ class EntraEmulator(RegistrationMethods):
     @document_fault.setter
     def document_fault(self, fault: DocumentFault | None) -> None:
         self._state.faults.document_fault = fault
+
+    @property
+    def served_versions(self) -> tuple[Version, ...]:
+        """Token versions whose metadata and JWKS are published (both by default).
+
+        Documents of the others answer 404, as an External ID (``*.ciamlogin.com``) authority
+        does for v1: set ``("2.0",)`` to emulate one.
+        """
+        return tuple(v for v in _VERSIONS if v in self._state.served_versions)
+
+    @served_versions.setter
+    def served_versions(self, versions: Sequence[Version]) -> None:
+        chosen = frozenset(versions)
+        if not chosen or not chosen <= set(_VERSIONS) or isinstance(versions, str):
+            raise ValueError(f"served_versions must be a non-empty subset of {_VERSIONS}")
+        self._state.served_versions = chosen
 
     @property
     def delay(self) -> float:

@@ -47,6 +47,7 @@ class RegistrationMethods:
         roles: Iterable[str] = (),
         access_token_version: Version = "2.0",  # noqa: S107  # a version, not a secret
         client_id: str | None = None,
+        custom_signing_key: bool = False,
     ) -> ApiRegistration:
         """Register an API that clients can ask tokens for.
 
@@ -54,12 +55,19 @@ class RegistrationMethods:
         ``access_token_version`` (the manifest's ``accessTokenAcceptedVersion``) decides the
         version of its tokens: v2 tokens carry its client id as ``aud``, v1 tokens the resource
         as the client asked for it. ``client_id`` is generated when not given.
+
+        ``custom_signing_key=True`` gives the API a signing key of its own (``.signing_key``),
+        as a claims-mapping policy or SAML single sign-on does in Entra: the token endpoint
+        signs its tokens with it, and only the metadata asked with ``?appid=<client id>``
+        points at a JWKS that lists it. Mint such tokens directly with
+        ``issue_token(key=api.signing_key, audience=api.client_id)``.
         """
         return self._state.registry.add_api(
             app_id_uri=app_id_uri,
             roles=roles,
             access_token_version=access_token_version,
             client_id=client_id,
+            custom_signing_key=custom_signing_key,
         )
 
     def register_client(

@@ -5,7 +5,8 @@ The shape (every key but ``apis``/``clients`` entries' ``roles`` and ``name`` is
     {
       "apis": [
         {"app_id_uri": "api://orders", "client_id": "<GUID>",
-         "roles": ["Orders.Read", "Orders.Write"], "access_token_version": "2.0"}
+         "roles": ["Orders.Read", "Orders.Write"], "access_token_version": "2.0",
+         "custom_signing_key": false}
       ],
       "clients": [
         {"name": "billing-daemon", "client_id": "<GUID>",
@@ -43,7 +44,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Registrations", "load_registrations", "register_client"]
 
-_API_KEYS = frozenset({"app_id_uri", "client_id", "roles", "access_token_version"})
+_API_KEYS = frozenset(
+    {"app_id_uri", "client_id", "roles", "access_token_version", "custom_signing_key"}
+)
 _CLIENT_KEYS = frozenset(
     {"name", "client_id", "roles", "secrets", "certificates", "generate_secret"}
     | {"generate_certificate"}
@@ -111,6 +114,7 @@ def load_registrations(
             roles=entry.get("roles", ()),
             access_token_version=entry.get("access_token_version", "2.0"),
             client_id=entry.get("client_id"),
+            custom_signing_key=entry.get("custom_signing_key", False),
         )
         for entry in _entries(document, "apis", _API_KEYS)
     )

@@ -65,6 +65,10 @@ class ApiRegistration:
     roles: tuple[str, ...]
     #: The manifest's ``accessTokenAcceptedVersion``: the version of every token issued for it.
     access_token_version: Literal["1.0", "2.0"]
+    #: An app-specific signing key (a claims-mapping policy or SAML single sign-on gives one):
+    #: its tokens are signed with it, and it is published only at the metadata URL with
+    #: ``?appid=<client id>``. ``None``: tokens are signed with the tenant's current key.
+    signing_key: EmulatorKey | None = field(default=None, repr=False, compare=False)
 
     def named_by(self, resource: str) -> bool:
         """Whether ``resource`` names this API (Entra compares both without regard to case)."""
@@ -134,10 +138,15 @@ class Registry:
         roles: Iterable[str],
         access_token_version: str,
         client_id: str | None,
+        custom_signing_key: bool = False,
     ) -> ApiRegistration:
         if access_token_version not in ("1.0", "2.0"):
             raise ValueError(
                 f"access_token_version must be '1.0' or '2.0', got {access_token_version!r}"
+            )
+        if not isinstance(custom_signing_key, bool):
+            raise ValueError(
+                f"custom_signing_key must be true or false, got {custom_signing_key!r}"
             )
         if app_id_uri is not None and (not isinstance(app_id_uri, str) or not app_id_uri.strip()):
             raise ValueError(f"app_id_uri must be a non-empty string or None, got {app_id_uri!r}")
@@ -146,6 +155,7 @@ class Registry:
             app_id_uri=app_id_uri,
             roles=_names("roles", roles),
             access_token_version=access_token_version,  # type: ignore[arg-type]  # checked
+            signing_key=EmulatorKey.generate() if custom_signing_key else None,
         )
         with self._lock:
             for other in self._apis:
@@ -198,6 +208,12 @@ class Registry:
 
     def find_api(self, resource: str) -> ApiRegistration | None:
         return next((api for api in self._apis if api.named_by(resource)), None)
+
+    def app_signing_key(self, client_id: str) -> EmulatorKey | None:
+        """The app-specific signing key of the API with ``client_id``, if it has one."""
+        wanted = client_id.lower()
+        api = next((api for api in self._apis if api.client_id == wanted), None)
+        return None if api is None else api.signing_key
 
     def client(self, client_id: str) -> ClientRegistration | None:
         return self._clients.get(client_id.lower())

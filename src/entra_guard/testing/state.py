@@ -138,7 +138,7 @@ class EmulatorState:
         self._current = key
         self._published: tuple[EmulatorKey, ...] = (key,)
         self._replays: dict[tuple[str, str], Replay] = {}
-        self._counts: Counter[tuple[str, str, str]] = Counter()
+        self._counts: Counter[tuple[str, str, str, str | None]] = Counter()
         self._token_requests = 0
         self.faults = Faults()
         self.registry = Registry()
@@ -150,6 +150,8 @@ class EmulatorState:
         self.tenant_id = ""
         #: Set while stop() runs, so that delayed requests give up waiting.
         self.stopping = False
+        #: Token versions whose metadata and keys are published; others answer 404.
+        self.served_versions: frozenset[str] = frozenset({"1.0", "2.0"})
 
     @property
     def current_key(self) -> EmulatorKey:
@@ -192,16 +194,25 @@ class EmulatorState:
     def replayed(self, segment: str, version: str) -> Replay | None:
         return self._replays.get((segment, version))
 
-    def record_fetch(self, kind: DocumentKind, segment: str, version: str) -> None:
+    def record_fetch(
+        self, kind: DocumentKind, segment: str, version: str, app_id: str | None = None
+    ) -> None:
         with self._lock:
-            self._counts[(kind, segment, version)] += 1
+            self._counts[(kind, segment, version, app_id)] += 1
 
-    def fetch_count(self, kind: DocumentKind, segment: str | None, version: str | None) -> int:
+    def fetch_count(
+        self,
+        kind: DocumentKind,
+        segment: str | None,
+        version: str | None,
+        app_id: str | None = None,
+    ) -> int:
+        """Matching fetches; ``None`` segment or version match any, ``app_id`` must equal."""
         with self._lock:
             return sum(
                 count
-                for (k, s, v), count in self._counts.items()
-                if k == kind and segment in (None, s) and version in (None, v)
+                for (k, s, v, a), count in self._counts.items()
+                if k == kind and segment in (None, s) and version in (None, v) and a == app_id
             )
 
     def record_token_request(self) -> None:

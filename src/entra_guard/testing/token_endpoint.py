@@ -173,7 +173,7 @@ def _issue(
         lifetime=lifetime,
     )
     claims["azpacr" if v2_token else "appidacr"] = acr
-    key = state.current_key
+    key = api.signing_key or state.current_key
     token = sign(build_header(key, version=issued_version, algorithm="RS256"), claims, key, "RS256")
     if version == "2.0":
         return {
