@@ -29,6 +29,7 @@ from entra_guard.testing import (
     EmulatorKey,
     EntraEmulator,
 )
+from entra_guard.validation import TokenValidator
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -535,6 +536,20 @@ def test_https(entra_emulator_https: EntraEmulator) -> None:
     assert not bundle.parent.exists(), "the temporary PEM directory is removed on stop"
 
 
+async def test_https_config_trusts_the_emulators_ca(entra_emulator_https: EntraEmulator) -> None:
+    idp = entra_emulator_https
+    config = idp.config()
+    assert config.ca_bundle == idp.ca_bundle
+    async with TokenValidator(config) as validator:  # its own httpx client, no injection
+        principal = await validator.validate(idp.issue_token(roles=["Orders.Read"]))
+    assert (principal.tenant_id, principal.roles) == (idp.tenant_id, {"Orders.Read"})
+    # The CA is read when the config is made: a restart (new PEM files) does not break it.
+    idp.stop()
+    idp.start()
+    async with TokenValidator(config) as validator:
+        assert (await validator.validate(idp.issue_token(roles=["r"]))).tenant_id == idp.tenant_id
+
+
 def test_ssl_context_needs_https(shared: EntraEmulator) -> None:
     assert shared.ca_bundle is None
     with pytest.raises(ValueError, match="https=True"):
@@ -575,6 +590,7 @@ def test_config(shared: EntraEmulator) -> None:
     assert isinstance(config, EntraConfig)
     assert (config.tenant_id, config.instance) == (shared.tenant_id, shared.instance)
     assert tuple(config.audiences) == (DEFAULT_AUDIENCE,)
+    assert config.ca_bundle is None  # plain http
     custom = shared.config(audiences=["api://custom"], leeway=0)
     assert (tuple(custom.audiences), custom.leeway) == (("api://custom",), 0)
 

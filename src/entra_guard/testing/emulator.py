@@ -168,11 +168,16 @@ class EntraEmulator(RegistrationMethods):
         return self.instance + jwks_path(tenant or self._tenant_id, version)
 
     def config(self, **overrides: Any) -> EntraConfig:
-        """An ``EntraConfig`` for this tenant and instance accepting ``DEFAULT_AUDIENCE``."""
+        """An ``EntraConfig`` for this tenant and instance accepting ``DEFAULT_AUDIENCE``.
+
+        Over https its ``ca_bundle`` is :attr:`ca_bundle`, so its key store trusts this
+        emulator's CA (read when the config is built; call this while the emulator runs).
+        """
         defaults: dict[str, Any] = {
             "tenant_id": self._tenant_id,
             "instance": self.instance,
             "audiences": (DEFAULT_AUDIENCE,),
+            "ca_bundle": self.ca_bundle,
         }
         return EntraConfig(**{**defaults, **overrides})
 
