@@ -542,7 +542,7 @@ async def test_https_config_trusts_the_emulators_ca(entra_emulator_https: EntraE
     assert config.ca_bundle == idp.ca_bundle
     async with TokenValidator(config) as validator:  # its own httpx client, no injection
         principal = await validator.validate(idp.issue_token(roles=["Orders.Read"]))
-    assert (principal.tenant_id, principal.roles) == (idp.tenant_id, {"Orders.Read"})
+    assert (principal.tenant_id, principal.roles) == (idp.tenant_id, frozenset({"Orders.Read"}))
     # The CA is read when the config is made: a restart (new PEM files) does not break it.
     idp.stop()
     idp.start()
