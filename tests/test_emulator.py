@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import ssl
 import threading
 import time
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 import entra_guard.testing
 from entra_guard.config import EntraConfig
+from entra_guard.errors import InvalidToken
 from entra_guard.testing import (
     DEFAULT_AUDIENCE,
     DEFAULT_CLIENT_ID,
@@ -277,11 +279,51 @@ def test_tokens_for_other_tenants(shared: EntraEmulator) -> None:
 
 
 def test_clock_and_lifetime(shared: EntraEmulator) -> None:
-    token = shared.issue_token(now=1_700_000_000.9, lifetime=-60)
+    token = shared.issue_token(now=1_700_000_000.9, lifetime=60)
     claims = jwt.decode(token, options={"verify_signature": False})
-    assert (claims["iat"], claims["nbf"], claims["exp"]) == (1_700_000_000,) * 2 + (1_699_999_940,)
+    assert (claims["iat"], claims["nbf"], claims["exp"]) == (1_700_000_000,) * 2 + (1_700_000_060,)
     with pytest.raises(jwt.ExpiredSignatureError):
         verify(shared, token, version="2.0")
+
+
+@pytest.mark.parametrize("version", ["1.0", "2.0"])
+async def test_now_in_the_past_mints_a_token_refused_as_expired(
+    shared: EntraEmulator, version: Version
+) -> None:
+    now = 1_800_000_000.0
+    token = shared.issue_token(version=version, roles=["r"], now=now - 7200)  # expired 1 h ago
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert (claims["nbf"], claims["exp"]) == (now - 7200, now - 3600)
+    async with TokenValidator(shared.config(), clock=lambda: now) as validator:
+        with pytest.raises(InvalidToken) as refused:
+            await validator.validate(token)
+        assert refused.value.reason == "token_expired"
+        # The same token is valid at a moment inside its lifetime: only the clock refused it.
+        assert (await validator.validate(token, now=now - 5000)).tenant_id == shared.tenant_id
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "message"),
+    [
+        (-60, "at least 1 second, got -60: for an expired token give now= in the past"),
+        (0, "at least 1 second"),
+        (0.5, "at least 1 second"),
+        (float("nan"), "finite"),
+        (float("inf"), "finite"),
+        (True, "a number of seconds"),
+    ],
+)
+def test_lifetimes_that_put_exp_at_or_before_nbf_are_refused(
+    shared: EntraEmulator, lifetime: float, message: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^lifetime must be .*{re.escape(message)}"):
+        shared.issue_token(lifetime=lifetime)
+
+
+@pytest.mark.parametrize("now", [float("nan"), float("-inf"), "1700000000"])
+def test_now_must_be_unix_seconds(shared: EntraEmulator, now: Any) -> None:
+    with pytest.raises(ValueError, match=r"^now must be"):
+        shared.issue_token(now=now)
 
 
 def test_overrides_forge_anything_and_remove(shared: EntraEmulator) -> None:

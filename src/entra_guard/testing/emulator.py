@@ -244,8 +244,14 @@ class EntraEmulator(RegistrationMethods):
         none are given, ``access_as_user`` (remove it with ``claims={"scp": REMOVE}``).
         ``claims`` and ``headers`` are applied last and may hold anything JSON can carry;
         ``REMOVE`` deletes a member. ``key`` signs instead of the current key, and the header's
-        ``kid``/``x5t`` follow it. ``now`` (unix time) sets ``iat``/``nbf``; ``exp`` is
-        ``now + lifetime`` (negative for an expired token).
+        ``kid``/``x5t`` follow it.
+
+        Times: ``now`` (Unix seconds; default the current time) becomes ``iat`` and ``nbf``, and
+        ``exp`` is ``now + lifetime`` (whole seconds, rounded down). For an expired token put
+        ``now`` in the past: ``now=time.time() - 7200`` gives a token that expired an hour ago,
+        which a validator refuses as ``token_expired``. ``lifetime`` must be at least 1 second
+        (``ValueError`` otherwise): a shorter one would put ``exp`` at or before ``nbf``, a
+        different fault (``invalid_lifetime``); forge that one with ``claims=``.
         """
         signing_key = key if key is not None else self.current_key
         payload = build_claims(
