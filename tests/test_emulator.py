@@ -7,8 +7,12 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import re
+import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -32,6 +36,8 @@ from entra_guard.testing import (
     EntraEmulator,
 )
 from entra_guard.validation import TokenValidator
+from tests.example import EXAMPLE
+from tests.processes import CLEAN_ENV, Output, stop
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -73,6 +79,13 @@ def b64url_int(value: str) -> int:
 # Plain-http requests need no CA store; loading certifi's for every request would double the
 # file's runtime.
 NO_TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
 
 
 def get(url: str) -> httpx.Response:
@@ -651,3 +664,87 @@ def test_public_api_is_exactly_all() -> None:
         "EmulatorKey",
         "EntraEmulator",
     ]
+
+
+# -- logging ----------------------------------------------------------------------------------
+
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+
+
+LoggerState: TypeAlias = tuple[int, tuple[logging.Handler, ...], bool, tuple[Any, ...], bool]
+
+
+def logger_state() -> dict[str, LoggerState]:
+    loggers = {name: logging.getLogger(name) for name in UVICORN_LOGGERS}
+    return {
+        name: (lg.level, tuple(lg.handlers), lg.propagate, tuple(lg.filters), lg.disabled)
+        for name, lg in loggers.items()
+    }
+
+
+class Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_an_in_process_emulator_leaves_uvicorns_loggers_alone() -> None:
+    saved = logger_state()
+    error_log, access_log = logging.getLogger("uvicorn.error"), logging.getLogger("uvicorn.access")
+    host = Collect()
+    try:
+        # Configured the way uvicorn's own command line configures them for the host's server.
+        for logger in (error_log, access_log):
+            logger.setLevel(logging.INFO)
+            logger.addHandler(host)
+        access_log.propagate = False
+        before = logger_state()
+        with EntraEmulator() as idp:
+            get(idp.metadata_url())
+            error_log.info("host: still logging")
+            access_log.info("host: GET /orders 200")
+        idp.start()
+        get(idp.jwks_url())
+        idp.stop()
+        assert logger_state() == before
+        assert error_log.getEffectiveLevel() == logging.INFO
+    finally:
+        for name, (level, handlers, propagate, filters, disabled) in saved.items():
+            logger = logging.getLogger(name)
+            logger.setLevel(level)
+            logger.handlers = list(handlers)
+            logger.propagate, logger.disabled = propagate, disabled
+            logger.filters = list(filters)
+    # The host's records passed; the emulator's own start-up and access lines did not.
+    assert host.messages == ["host: still logging", "host: GET /orders 200"]
+
+
+def test_the_example_api_in_dev_mode_keeps_its_uvicorn_log() -> None:
+    """Dev mode starts an emulator inside the API's process: uvicorn's own lines must stay."""
+    port = closed_port()
+    with subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "uvicorn", "--app-dir", str(EXAMPLE.parent), f"{EXAMPLE.stem}:app",
+         "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=CLEAN_ENV,  # no ENTRA_TENANT_ID: dev mode
+    ) as api:  # fmt: skip
+        assert api.stdout is not None
+        assert api.stderr is not None
+        out, err = Output(api.stdout), Output(api.stderr)
+        try:
+            err.until(f"Uvicorn running on http://127.0.0.1:{port}")
+            assert httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
+            out.until('"GET /health HTTP/1.1" 200')
+        finally:
+            stop(api)
+        log = err.rest()
+    assert "emulator is running at http://127.0.0.1:" in out.rest()  # dev mode it was
+    assert log.count("Uvicorn running on") == 1  # the host's, not the emulator's
+    assert "Application startup complete." in log
+    assert "Shutting down" in log
+    assert "Finished server process" in log
