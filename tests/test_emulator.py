@@ -47,6 +47,8 @@ pytest_plugins = ["entra_guard.testing.pytest_plugin"]
 Version: TypeAlias = Literal["1.0", "2.0"]
 REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "entra-real"
 MSA_TENANT = "9188040d-6c67-4c5b-b112-36a304b66dad"
+#: A tenant the shared emulator is told about, besides its own.
+OTHER_TENANT = "0b7c3e1a-2f4d-4a6b-8c9d-1e2f3a4b5c6d"
 PLACEHOLDER = "{tenantid}"
 
 V2_APP = {"aud", "iss", "iat", "nbf", "exp", "aio", "azp", "azpacr", "idp", "oid", "rh", "sub"}
@@ -120,6 +122,7 @@ def verify(idp: EntraEmulator, token: str, *, version: Version, tenant: str | No
 def shared() -> Iterator[EntraEmulator]:
     """One emulator for the tests that only read: key generation and shutdown cost time."""
     with EntraEmulator() as idp:
+        idp.add_tenant(OTHER_TENANT)
         yield idp
 
 
@@ -158,11 +161,7 @@ def test_metadata_has_real_fields_and_local_urls(
         ("consumers", "2.0", "{instance}/" + MSA_TENANT + "/v2.0"),
         ("consumers", "1.0", "https://sts.windows.net/" + MSA_TENANT + "/"),
         ("COMMON", "2.0", "{instance}/{{tenantid}}/v2.0"),
-        (
-            "5F2A8B1C-0D3E-4F5A-9B8C-7D6E5F4A3B2C",
-            "2.0",
-            "{instance}/5f2a8b1c-0d3e-4f5a-9b8c-7d6e5f4a3b2c/v2.0",
-        ),
+        (OTHER_TENANT.upper(), "2.0", "{instance}/" + OTHER_TENANT + "/v2.0"),
     ],
 )
 def test_issuer_per_tenant_keyword(
@@ -218,6 +217,97 @@ def test_invalid_tenant_is_aadsts90002(shared: EntraEmulator) -> None:
         tenant = url.split("/")[3]
         assert body["error_description"].startswith(f"AADSTS90002: Tenant '{tenant}' not found.")
         assert body["trace_id"] in body["error_description"]
+
+
+def assert_tenant_not_found(response: httpx.Response, segment: str) -> None:
+    assert response.status_code == 400
+    body = response.json()
+    assert (body["error"], body["error_codes"]) == ("invalid_tenant", [90002])
+    assert body["error_description"].startswith(f"AADSTS90002: Tenant '{segment}' not found.")
+
+
+def document_urls(idp: EntraEmulator, tenant: str) -> list[str]:
+    return [
+        url
+        for version in ("1.0", "2.0")
+        for url in (
+            idp.metadata_url(version=version, tenant=tenant),
+            idp.jwks_url(version=version, tenant=tenant),
+        )
+    ]
+
+
+def test_a_tenant_the_emulator_was_not_told_about_does_not_exist(shared: EntraEmulator) -> None:
+    unknown = "3c9d2e1f-8a7b-4c6d-9e5f-0a1b2c3d4e5f"
+    for url in document_urls(shared, unknown):
+        assert_tenant_not_found(get(url), unknown)
+    for url in document_urls(shared, unknown.upper()):  # the segment is echoed as sent
+        assert_tenant_not_found(get(url), unknown.upper())
+    known = [shared.tenant_id, OTHER_TENANT, "organizations", "common", "consumers", MSA_TENANT]
+    for tenant in known:
+        for url in document_urls(shared, tenant):
+            assert get(url).status_code == 200, url
+    assert shared.tenants == (shared.tenant_id, OTHER_TENANT)
+
+
+def test_tenants_are_added_or_all_let_exist() -> None:
+    with EntraEmulator() as idp:
+        late = "3c9d2e1f-8a7b-4c6d-9e5f-0a1b2c3d4e5f"
+        assert get(idp.metadata_url(tenant=late)).status_code == 400
+        assert idp.add_tenant(late.upper()) == late
+        assert get(idp.metadata_url(tenant=late)).status_code == 200
+        made = idp.add_tenant()
+        assert get_json(idp.metadata_url(tenant=made))["issuer"].endswith(f"/{made}/v2.0")
+        assert idp.tenants == (idp.tenant_id, *sorted([late, made]))
+
+        stranger = "5f2a8b1c-0d3e-4f5a-9b8c-7d6e5f4a3b2c"
+        assert not idp.any_tenant
+        idp.any_tenant = True
+        assert get(idp.metadata_url(tenant=stranger)).status_code == 200
+        assert get(idp.metadata_url(tenant="contoso.example")).status_code == 400  # no GUID
+        idp.any_tenant = False
+        assert get(idp.metadata_url(tenant=stranger)).status_code == 400
+
+        replayed = "6a5b4c3d-2e1f-4a0b-9c8d-7e6f5a4b3c2d"
+        idp.serve_documents(
+            tenant=replayed, version="2.0", metadata={"issuer": "x"}, jwks={"keys": []}
+        )
+        assert get_json(idp.metadata_url(tenant=replayed))["issuer"] == "x"
+        assert replayed in idp.tenants
+    with EntraEmulator(any_tenant=True) as idp:
+        assert get(idp.metadata_url(tenant=stranger)).status_code == 200
+    with pytest.raises(ValueError, match="GUID"):
+        idp.add_tenant("contoso.onmicrosoft.com")
+    with pytest.raises(ValueError, match="True or False"):
+        idp.any_tenant = "yes"  # type: ignore[assignment]
+
+
+async def test_keys_of_an_added_tenant_validate_its_tokens() -> None:
+    with EntraEmulator() as idp:
+        other = idp.add_tenant()
+        token = idp.issue_token(tenant_id=other, roles=["r"])
+        async with TokenValidator(idp.config(tenant_id=other)) as validator:
+            assert (await validator.validate(token)).tenant_id == other
+
+
+def test_the_token_endpoint_of_another_tenant(shared: EntraEmulator) -> None:
+    api = shared.register_api(app_id_uri="api://tenants-test", roles=["r"])
+    client = shared.register_client(name="t", roles={api.app_id_uri or "": ["r"]}, secret=True)
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": client.client_id,
+        "client_secret": client.secret or "",
+        "scope": "api://tenants-test/.default",
+    }
+    home = httpx.post(shared.token_endpoint(), data=form, verify=NO_TLS)
+    assert home.status_code == 200, home.text
+    unknown = "3c9d2e1f-8a7b-4c6d-9e5f-0a1b2c3d4e5f"
+    refused = httpx.post(shared.token_endpoint(tenant=unknown), data=form, verify=NO_TLS)
+    assert (refused.status_code, refused.json()["error_codes"]) == (400, [90002])
+    # The added tenant exists, but the app is registered in the emulator's own tenant only.
+    elsewhere = httpx.post(shared.token_endpoint(tenant=OTHER_TENANT), data=form, verify=NO_TLS)
+    assert (elsewhere.status_code, elsewhere.json()["error_codes"]) == (400, [700016])
+    assert f"directory '{OTHER_TENANT}'" in elsewhere.json()["error_description"]
 
 
 # -- tokens ------------------------------------------------------------------------------------
@@ -279,7 +369,7 @@ def test_roles_scopes_and_identities(shared: EntraEmulator) -> None:
 
 
 def test_tokens_for_other_tenants(shared: EntraEmulator) -> None:
-    other = "0b7c3e1a-2f4d-4a6b-8c9d-1e2f3a4b5c6d"
+    other = OTHER_TENANT
     claims = verify(
         shared, shared.issue_token(tenant_id=other.upper()), version="2.0", tenant=other
     )
