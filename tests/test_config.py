@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import copy
 import dataclasses
+import pickle
 import ssl
 from pathlib import Path
 from typing import Any
@@ -349,8 +351,24 @@ def test_ca_bundle_is_loaded_at_construction(tmp_path: Path) -> None:
     assert context.check_hostname
     assert len(context.get_ca_certs()) == 1  # this CA only, not the system's
     bundle.unlink()  # read once: the config keeps working without the file
-    assert config.ssl_context is context
+    again = config.ssl_context
+    assert again is not None
+    assert again.get_ca_certs() == context.get_ca_certs()
+    # Still a plain value: it pickles and copies, and compares by its fields.
+    assert pickle.loads(pickle.dumps(config)) == config  # noqa: S301  # our own bytes
+    assert copy.deepcopy(config).ssl_context is not None
     assert make().ssl_context is None
+
+
+def test_ca_bundle_text_around_the_certificates_is_ignored(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    first, second = TLSMaterial().ca_pem, TLSMaterial().ca_pem
+    bundle.write_bytes(
+        b"# Owner: Fo\xcc\x88tanu\xcc\x81s\xc3\xadtva\xcc\x81ny\n" + first + b"\n" + second
+    )
+    context = make(ca_bundle=str(bundle)).ssl_context
+    assert context is not None
+    assert len(context.get_ca_certs()) == 2
 
 
 @pytest.mark.parametrize(

@@ -149,7 +149,8 @@ class EntraConfig:
 
     # Derived once, used on every request.
     _normalized_audiences: frozenset[str] = field(init=False, repr=False, compare=False)
-    _ssl_context: ssl.SSLContext | None = field(init=False, repr=False, compare=False)
+    # The certificates of ca_bundle as read at construction (PEM text), or None.
+    _ca_certificates: str | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         setattr_ = object.__setattr__  # the documented way to normalise a frozen dataclass
@@ -249,14 +250,17 @@ class EntraConfig:
         _check_number("max_document_bytes", self.max_document_bytes, low=1024)
 
         with _checking("ca_bundle"):
-            context = None if self.ca_bundle is None else _trust_only(self.ca_bundle)
-            setattr_(self, "_ssl_context", context)
+            pem = None if self.ca_bundle is None else _read_ca_bundle(self.ca_bundle)
+            setattr_(self, "_ca_certificates", pem)
 
     @property
     def ssl_context(self) -> ssl.SSLContext | None:
-        """A TLS context trusting exactly ``ca_bundle``, built at construction; ``None`` without
-        one (use the HTTP client's default trust)."""
-        return self._ssl_context
+        """A new client TLS context trusting exactly the certificates ``ca_bundle`` held at
+        construction (the file may be gone since); ``None`` without ``ca_bundle``: use the HTTP
+        client's default trust."""
+        if self._ca_certificates is None:
+            return None
+        return ssl.create_default_context(cadata=self._ca_certificates)
 
     @property
     def is_multi_tenant(self) -> bool:
@@ -421,20 +425,37 @@ def check_instance(instance: str) -> str:
     return url
 
 
-def _trust_only(ca_bundle: str) -> ssl.SSLContext:
-    """A client TLS context whose only trust anchors are the certificates in ``ca_bundle``."""
+_PEM_CERTIFICATE = re.compile(
+    rb"-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+?-----END CERTIFICATE-----"
+)
+
+
+def _read_ca_bundle(ca_bundle: str) -> str:
+    """The PEM certificates of the file ``ca_bundle``, checked to load as trust anchors.
+
+    Kept as text rather than as an ``SSLContext`` so that a config stays a plain value (it
+    pickles and copies) and keeps working if the file goes away (the emulator's does at stop).
+    Text around the certificates (the comments of certifi's bundle, say) is left out.
+    """
     if not isinstance(ca_bundle, str) or not ca_bundle.strip():
         raise ValueError(f"ca_bundle must be the path of a PEM file, got {ca_bundle!r}")
     if not os.path.isfile(ca_bundle):
         raise ValueError(f"ca_bundle {ca_bundle!r} is not a file (a PEM file of CA certificates)")
     try:
-        return ssl.create_default_context(cafile=ca_bundle)
-    except ssl.SSLError as exc:  # before OSError, of which it is a kind
+        with open(ca_bundle, "rb") as file:
+            blocks = _PEM_CERTIFICATE.findall(file.read())
+    except OSError as exc:
+        raise ValueError(f"ca_bundle {ca_bundle!r} cannot be read: {exc.strerror or exc}") from None
+    if not blocks:
+        raise ValueError(f"ca_bundle {ca_bundle!r} holds no usable PEM certificate (none found)")
+    pem = "\n".join(block.decode("ascii") for block in blocks)
+    try:
+        ssl.create_default_context(cadata=pem)
+    except ssl.SSLError as exc:
         raise ValueError(
             f"ca_bundle {ca_bundle!r} holds no usable PEM certificate ({exc.reason or exc})"
         ) from None
-    except OSError as exc:
-        raise ValueError(f"ca_bundle {ca_bundle!r} cannot be read: {exc.strerror or exc}") from None
+    return pem
 
 
 def _check_number(name: str, value: float, *, low: float, high: float | None = None) -> None:

@@ -103,7 +103,7 @@ def describe(
             lines.append(f"  export ENTRA_CA_BUNDLE={shlex.quote(idp.ca_bundle)}")
         if clients and clients[0].secret:
             scope = f"{api.app_id_uri or api.client_id}/.default"
-            ca = f" --ca-bundle {idp.ca_bundle}" if idp.ca_bundle else ""
+            ca = f" --ca-bundle {shlex.quote(idp.ca_bundle)}" if idp.ca_bundle else ""
             lines += [
                 "Get a token:",
                 f"  ENTRA_CLIENT_SECRET='{clients[0].secret}' entra-guard token --instance "
