@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import queue
 import signal
@@ -20,6 +21,19 @@ CLEAN_ENV = {
     "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     "PYTHONUNBUFFERED": "1",
 }
+
+
+def example_api() -> list[str]:
+    """uvicorn's arguments that serve the example API, wherever this checkout keeps it: the
+    module shipped in the package, else the file under ``examples/`` (where it lived before)."""
+    try:
+        shipped = importlib.util.find_spec("entra_guard.examples.orders_api") is not None
+    except ModuleNotFoundError:
+        shipped = False
+    if shipped:
+        return ["entra_guard.examples.orders_api:app"]
+    main = Path(__file__).resolve().parents[1] / "examples" / "fastapi_app" / "main.py"
+    return ["--app-dir", str(main.parent), f"{main.stem}:app"]
 
 
 class Output:

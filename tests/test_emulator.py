@@ -36,8 +36,7 @@ from entra_guard.testing import (
     EntraEmulator,
 )
 from entra_guard.validation import TokenValidator
-from tests.example import EXAMPLE
-from tests.processes import CLEAN_ENV, Output, stop
+from tests.processes import CLEAN_ENV, Output, example_api, stop
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -816,13 +815,12 @@ def test_the_example_api_in_dev_mode_keeps_its_uvicorn_log() -> None:
     """Dev mode starts an emulator inside the API's process: uvicorn's own lines must stay."""
     port = closed_port()
     with subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "uvicorn", "--app-dir", str(EXAMPLE.parent), f"{EXAMPLE.stem}:app",
-         "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "uvicorn", *example_api(), "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=CLEAN_ENV,  # no ENTRA_TENANT_ID: dev mode
-    ) as api:  # fmt: skip
+    ) as api:
         assert api.stdout is not None
         assert api.stderr is not None
         out, err = Output(api.stdout), Output(api.stderr)
