@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import queue
+import shlex
 import signal
 import subprocess
 import sys
@@ -34,6 +35,12 @@ def example_api() -> list[str]:
         return ["entra_guard.examples.orders_api:app"]
     main = Path(__file__).resolve().parents[1] / "examples" / "fastapi_app" / "main.py"
     return ["--app-dir", str(main.parent), f"{main.stem}:app"]
+
+
+def example_api_shell_line(port: int) -> str:
+    """The shell line that serves the example API under uvicorn on 127.0.0.1:``port``."""
+    argv = [sys.executable, "-m", "uvicorn", *example_api(), "--port", str(port)]
+    return f"exec {shlex.join(argv)}"
 
 
 class Output:

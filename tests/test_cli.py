@@ -7,7 +7,6 @@ import asyncio
 import io
 import json
 import os
-import shlex
 import signal
 import socket
 import subprocess
@@ -23,7 +22,7 @@ from entra_guard.cli import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, 
 from entra_guard.cli.emulator import DEMO_API, register_demo, run_emulator
 from entra_guard.testing import EntraEmulator
 from entra_guard.validation import TokenValidator
-from tests.processes import CLEAN_ENV, Output, example_api, stop, wait_until_serving
+from tests.processes import CLEAN_ENV, Output, example_api_shell_line, stop, wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "entra_guard.cli"]
@@ -273,9 +272,8 @@ def _call_the_example_api(exports: list[str], get_a_token: str) -> str:
     """Run the example API under uvicorn after ``exports``; GET /orders with the token that
     ``get_a_token`` (a shell line) prints must be answered 200. Returns the API's log."""
     port = closed_port()
-    uvicorn = shlex.join([sys.executable, "-m", "uvicorn", *example_api()])
     with subprocess.Popen(  # noqa: S603
-        ["/bin/sh", "-c", "\n".join([*exports, f"exec {uvicorn} --port {port}"])],
+        ["/bin/sh", "-c", "\n".join([*exports, example_api_shell_line(port)])],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
