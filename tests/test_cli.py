@@ -20,6 +20,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+import httpx
 import pytest
 
 import entra_guard
@@ -35,6 +36,7 @@ from entra_guard.cli.demo import EXAMPLE_MODULE
 from entra_guard.cli.emulator import DEMO_API, register_demo, run_emulator
 from entra_guard.testing import EntraEmulator
 from entra_guard.validation import TokenValidator
+from tests.processes import CLEAN_ENV, Output, example_api_shell_line, stop, wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "entra_guard.cli"]
@@ -396,4 +398,56 @@ def test_emulator_command_as_a_process() -> None:
     assert "instance     https://127.0.0.1:" in text
     assert "CA bundle" in text
     assert "export ENTRA_TENANT_ID=" in text
+    assert "export ENTRA_CA_BUNDLE=/" in text
     assert "entra-guard token --instance https://127.0.0.1:" in text
+
+
+def test_an_api_run_with_the_printed_https_exports_accepts_the_emulators_tokens() -> None:
+    """What a user does: start the emulator, paste its export lines, run the example API."""
+    with subprocess.Popen(  # noqa: S603
+        [*CLI, "emulator", "--https"], stdout=subprocess.PIPE, text=True, env=CLEAN_ENV, cwd=ROOT
+    ) as emulator:
+        try:
+            assert emulator.stdout is not None
+            printed = Output(emulator.stdout).until("Press Ctrl-C").splitlines()
+            exports = [line.strip() for line in printed if line.strip().startswith("export ")]
+            assert any(line.startswith("export ENTRA_CA_BUNDLE=") for line in exports)
+            get_a_token = printed[printed.index("Get a token:") + 1].strip()
+            log = _call_the_example_api(exports, get_a_token)
+        finally:
+            assert stop(emulator, signal.SIGINT) == 0
+    assert "CERTIFICATE_VERIFY_FAILED" not in log
+
+
+def _call_the_example_api(exports: list[str], get_a_token: str) -> str:
+    """Run the example API under uvicorn after ``exports``; GET /orders with the token that
+    ``get_a_token`` (a shell line) prints must be answered 200. Returns the API's log."""
+    port = closed_port()
+    with subprocess.Popen(  # noqa: S603
+        ["/bin/sh", "-c", "\n".join([*exports, example_api_shell_line(port)])],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=CLEAN_ENV,
+        cwd=ROOT,
+    ) as api:
+        assert api.stderr is not None
+        log = Output(api.stderr)
+        try:
+            wait_until_serving(f"http://127.0.0.1:{port}/health", api)
+            token = subprocess.run(  # noqa: S603
+                ["/bin/sh", "-c", get_a_token],
+                capture_output=True,
+                text=True,
+                env=CLEAN_ENV,
+                timeout=30,
+                check=True,
+            ).stdout.strip()
+            answer = httpx.get(
+                f"http://127.0.0.1:{port}/orders", headers={"Authorization": f"Bearer {token}"}
+            )
+            assert answer.status_code == 200, (answer.text, stop(api), log.rest())
+            assert answer.json()[0]["item"] == "coffee beans"
+        finally:
+            stop(api)
+        return log.rest()

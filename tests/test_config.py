@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import copy
 import dataclasses
+import pickle
+import ssl
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from entra_guard import EntraConfig
-from entra_guard.config import DEFAULT_INSTANCE, MSA_TENANT_ID
+from entra_guard.config import DEFAULT_INSTANCE, ENV_VARIABLES, MSA_TENANT_ID
+from entra_guard.testing.tls import TLSMaterial
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 OTHER = "add29489-7269-41f4-8841-b63c95564420"
@@ -255,3 +260,128 @@ def test_from_env_booleans_and_defaults() -> None:
 def test_from_env_errors_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         EntraConfig.from_env(env)
+
+
+def env(**variables: str) -> dict[str, str]:
+    """A valid environment, changed by ``variables`` (names without the ``ENTRA_`` prefix)."""
+    values = {"TENANT_ID": TENANT, "AUDIENCES": "api://orders", **variables}
+    return {f"ENTRA_{name}": value for name, value in values.items()}
+
+
+@pytest.mark.parametrize(
+    "instance",
+    [
+        f"https://login.microsoftonline.com/{TENANT}/v2.0",
+        f"https://login.microsoftonline.com/{TENANT}",
+        "https://login.microsoftonline.com/common/",
+        "https://login.microsoftonline.com/v2.0",
+        "http://127.0.0.1:8123/prefix",
+        "https://login.microsoftonline.com:99999",
+        "https://login.microsoftonline.com#frag",
+    ],
+)
+def test_instance_is_scheme_host_and_port_only(instance: str) -> None:
+    with pytest.raises(ValueError, match=r"^instance .* (must|has an invalid port)"):
+        make(instance=instance)
+    with pytest.raises(ValueError, match=r"^ENTRA_INSTANCE: instance"):
+        EntraConfig.from_env(env(INSTANCE=instance))
+
+
+def test_instance_with_a_path_says_what_to_drop() -> None:
+    authority = f"https://login.microsoftonline.com/{TENANT}/v2.0"
+    with pytest.raises(ValueError, match="path") as refused:
+        EntraConfig.from_env(env(INSTANCE=authority))
+    message = str(refused.value)
+    assert message.startswith("ENTRA_INSTANCE: ")
+    assert f"'/{TENANT}/v2.0'" in message
+    assert DEFAULT_INSTANCE in message
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        ({"TENANT_ID": "contoso.onmicrosoft.com"}, "ENTRA_TENANT_ID"),
+        ({"TENANT_ID": " "}, "ENTRA_TENANT_ID"),
+        ({"AUDIENCES": " , "}, "ENTRA_AUDIENCES"),
+        ({"ALLOWED_TENANTS": TENANT}, "ENTRA_ALLOWED_TENANTS, ENTRA_ALLOW_ANY_TENANT"),
+        ({"TENANT_ID": "common", "ALLOWED_TENANTS": "contoso"}, "ENTRA_ALLOWED_TENANTS"),
+        ({"TENANT_ID": "common"}, "ENTRA_ALLOWED_TENANTS, ENTRA_ALLOW_ANY_TENANT"),
+        ({"ALLOWED_CLIENT_IDS": "daemon"}, "ENTRA_ALLOWED_CLIENT_IDS"),
+        (
+            {"ALLOW_TOKENS_WITHOUT_PERMISSIONS": "true"},
+            "ENTRA_ALLOW_TOKENS_WITHOUT_PERMISSIONS, ENTRA_ALLOWED_CLIENT_IDS",
+        ),
+        ({"TOKEN_VERSIONS": "3.0"}, "ENTRA_TOKEN_VERSIONS"),
+        ({"ALGORITHMS": "HS256"}, "ENTRA_ALGORITHMS"),
+        ({"LEEWAY_SECONDS": "400"}, "ENTRA_LEEWAY_SECONDS"),
+        ({"LEEWAY_SECONDS": "nan"}, "ENTRA_LEEWAY_SECONDS"),
+        ({"MAX_TOKEN_BYTES": "10"}, "ENTRA_MAX_TOKEN_BYTES"),
+        ({"TOKEN_CACHE_SIZE": "1.5"}, "ENTRA_TOKEN_CACHE_SIZE"),
+        ({"TOKEN_CACHE_SIZE": "inf"}, "ENTRA_TOKEN_CACHE_SIZE"),
+        ({"REFRESH_INTERVAL_SECONDS": "10"}, "ENTRA_REFRESH_INTERVAL_SECONDS"),
+        ({"MIN_REFRESH_INTERVAL_SECONDS": "0"}, "ENTRA_MIN_REFRESH_INTERVAL_SECONDS"),
+        ({"LAST_KNOWN_GOOD_SECONDS": "60"}, "ENTRA_LAST_KNOWN_GOOD_SECONDS"),
+        ({"FETCH_TIMEOUT_SECONDS": "0"}, "ENTRA_FETCH_TIMEOUT_SECONDS"),
+        ({"MAX_DOCUMENT_BYTES": "12"}, "ENTRA_MAX_DOCUMENT_BYTES"),
+        ({"CA_BUNDLE": "/nonexistent/ca.pem"}, "ENTRA_CA_BUNDLE"),
+    ],
+)
+def test_every_from_env_error_starts_with_the_variable(
+    variables: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ValueError, match=named) as refused:
+        EntraConfig.from_env(env(**variables))
+    assert str(refused.value).startswith(f"{named}: ")
+
+
+def test_every_field_has_an_environment_variable() -> None:
+    fields = {f.name for f in dataclasses.fields(EntraConfig) if f.init}
+    assert set(ENV_VARIABLES) == fields
+    assert all(name.startswith("ENTRA_") for name in ENV_VARIABLES.values())
+
+
+def test_ca_bundle_is_loaded_at_construction(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(TLSMaterial().ca_pem)
+    config = EntraConfig.from_env(env(CA_BUNDLE=str(bundle)))
+    assert config.ca_bundle == str(bundle)
+    context = config.ssl_context
+    assert context is not None
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
+    assert len(context.get_ca_certs()) == 1  # this CA only, not the system's
+    bundle.unlink()  # read once: the config keeps working without the file
+    again = config.ssl_context
+    assert again is not None
+    assert again.get_ca_certs() == context.get_ca_certs()
+    # Still a plain value: it pickles and copies, and compares by its fields.
+    assert pickle.loads(pickle.dumps(config)) == config  # noqa: S301  # our own bytes
+    assert copy.deepcopy(config).ssl_context is not None
+    assert make().ssl_context is None
+
+
+def test_ca_bundle_text_around_the_certificates_is_ignored(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    first, second = TLSMaterial().ca_pem, TLSMaterial().ca_pem
+    bundle.write_bytes(
+        b"# Owner: Fo\xcc\x88tanu\xcc\x81s\xc3\xadtva\xcc\x81ny\n" + first + b"\n" + second
+    )
+    context = make(ca_bundle=str(bundle)).ssl_context
+    assert context is not None
+    assert len(context.get_ca_certs()) == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "is not a file"), (b"", "holds no usable PEM"), (b"hello\n", "holds no usable PEM")],
+)
+def test_bad_ca_bundles_are_refused(tmp_path: Path, content: bytes | None, message: str) -> None:
+    bundle = tmp_path / "ca.pem"
+    if content is not None:
+        bundle.write_bytes(content)
+    with pytest.raises(ValueError, match=rf"^ca_bundle '.*ca\.pem' {message}"):
+        make(ca_bundle=str(bundle))
+    with pytest.raises(ValueError, match=rf"^ENTRA_CA_BUNDLE: ca_bundle '.*' {message}"):
+        EntraConfig.from_env(env(CA_BUNDLE=str(bundle)))
+    with pytest.raises(ValueError, match="is not a file"):
+        make(ca_bundle=str(tmp_path))

@@ -294,7 +294,7 @@ async def test_https_with_a_custom_client(clock: FakeClock) -> None:
             assert (await keys.get_key_set("2.0")).issuer.startswith("https://127.0.0.1:")
             await keys.aclose()
             assert not client.is_closed  # the caller's client is the caller's to close
-        untrusting = KeyStore(idp.config(), clock=clock)
+        untrusting = KeyStore(idp.config(ca_bundle=None), clock=clock)
         with pytest.raises(KeysUnavailable):
             await untrusting.get_key_set("2.0")
         await untrusting.aclose()

@@ -7,7 +7,12 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
+import re
+import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -22,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 import entra_guard.testing
 from entra_guard.config import EntraConfig
+from entra_guard.errors import InvalidToken
 from entra_guard.testing import (
     DEFAULT_AUDIENCE,
     DEFAULT_CLIENT_ID,
@@ -29,6 +35,8 @@ from entra_guard.testing import (
     EmulatorKey,
     EntraEmulator,
 )
+from entra_guard.validation import TokenValidator
+from tests.processes import CLEAN_ENV, Output, example_api, stop
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -38,6 +46,8 @@ pytest_plugins = ["entra_guard.testing.pytest_plugin"]
 Version: TypeAlias = Literal["1.0", "2.0"]
 REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "entra-real"
 MSA_TENANT = "9188040d-6c67-4c5b-b112-36a304b66dad"
+#: A tenant the shared emulator is told about, besides its own.
+OTHER_TENANT = "0b7c3e1a-2f4d-4a6b-8c9d-1e2f3a4b5c6d"
 PLACEHOLDER = "{tenantid}"
 
 V2_APP = {"aud", "iss", "iat", "nbf", "exp", "aio", "azp", "azpacr", "idp", "oid", "rh", "sub"}
@@ -72,6 +82,13 @@ def b64url_int(value: str) -> int:
 NO_TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
 def get(url: str) -> httpx.Response:
     return httpx.get(url, verify=NO_TLS)
 
@@ -104,6 +121,7 @@ def verify(idp: EntraEmulator, token: str, *, version: Version, tenant: str | No
 def shared() -> Iterator[EntraEmulator]:
     """One emulator for the tests that only read: key generation and shutdown cost time."""
     with EntraEmulator() as idp:
+        idp.add_tenant(OTHER_TENANT)
         yield idp
 
 
@@ -142,11 +160,7 @@ def test_metadata_has_real_fields_and_local_urls(
         ("consumers", "2.0", "{instance}/" + MSA_TENANT + "/v2.0"),
         ("consumers", "1.0", "https://sts.windows.net/" + MSA_TENANT + "/"),
         ("COMMON", "2.0", "{instance}/{{tenantid}}/v2.0"),
-        (
-            "5F2A8B1C-0D3E-4F5A-9B8C-7D6E5F4A3B2C",
-            "2.0",
-            "{instance}/5f2a8b1c-0d3e-4f5a-9b8c-7d6e5f4a3b2c/v2.0",
-        ),
+        (OTHER_TENANT.upper(), "2.0", "{instance}/" + OTHER_TENANT + "/v2.0"),
     ],
 )
 def test_issuer_per_tenant_keyword(
@@ -202,6 +216,97 @@ def test_invalid_tenant_is_aadsts90002(shared: EntraEmulator) -> None:
         tenant = url.split("/")[3]
         assert body["error_description"].startswith(f"AADSTS90002: Tenant '{tenant}' not found.")
         assert body["trace_id"] in body["error_description"]
+
+
+def assert_tenant_not_found(response: httpx.Response, segment: str) -> None:
+    assert response.status_code == 400
+    body = response.json()
+    assert (body["error"], body["error_codes"]) == ("invalid_tenant", [90002])
+    assert body["error_description"].startswith(f"AADSTS90002: Tenant '{segment}' not found.")
+
+
+def document_urls(idp: EntraEmulator, tenant: str) -> list[str]:
+    return [
+        url
+        for version in ("1.0", "2.0")
+        for url in (
+            idp.metadata_url(version=version, tenant=tenant),
+            idp.jwks_url(version=version, tenant=tenant),
+        )
+    ]
+
+
+def test_a_tenant_the_emulator_was_not_told_about_does_not_exist(shared: EntraEmulator) -> None:
+    unknown = "3c9d2e1f-8a7b-4c6d-9e5f-0a1b2c3d4e5f"
+    for url in document_urls(shared, unknown):
+        assert_tenant_not_found(get(url), unknown)
+    for url in document_urls(shared, unknown.upper()):  # the segment is echoed as sent
+        assert_tenant_not_found(get(url), unknown.upper())
+    known = [shared.tenant_id, OTHER_TENANT, "organizations", "common", "consumers", MSA_TENANT]
+    for tenant in known:
+        for url in document_urls(shared, tenant):
+            assert get(url).status_code == 200, url
+    assert shared.tenants == (shared.tenant_id, OTHER_TENANT)
+
+
+def test_tenants_are_added_or_all_let_exist() -> None:
+    with EntraEmulator() as idp:
+        late = "3c9d2e1f-8a7b-4c6d-9e5f-0a1b2c3d4e5f"
+        assert get(idp.metadata_url(tenant=late)).status_code == 400
+        assert idp.add_tenant(late.upper()) == late
+        assert get(idp.metadata_url(tenant=late)).status_code == 200
+        made = idp.add_tenant()
+        assert get_json(idp.metadata_url(tenant=made))["issuer"].endswith(f"/{made}/v2.0")
+        assert idp.tenants == (idp.tenant_id, *sorted([late, made]))
+
+        stranger = "5f2a8b1c-0d3e-4f5a-9b8c-7d6e5f4a3b2c"
+        assert not idp.any_tenant
+        idp.any_tenant = True
+        assert get(idp.metadata_url(tenant=stranger)).status_code == 200
+        assert get(idp.metadata_url(tenant="contoso.example")).status_code == 400  # no GUID
+        idp.any_tenant = False
+        assert get(idp.metadata_url(tenant=stranger)).status_code == 400
+
+        replayed = "6a5b4c3d-2e1f-4a0b-9c8d-7e6f5a4b3c2d"
+        idp.serve_documents(
+            tenant=replayed, version="2.0", metadata={"issuer": "x"}, jwks={"keys": []}
+        )
+        assert get_json(idp.metadata_url(tenant=replayed))["issuer"] == "x"
+        assert replayed in idp.tenants
+    with EntraEmulator(any_tenant=True) as idp:
+        assert get(idp.metadata_url(tenant=stranger)).status_code == 200
+    with pytest.raises(ValueError, match="GUID"):
+        idp.add_tenant("contoso.onmicrosoft.com")
+    with pytest.raises(ValueError, match="True or False"):
+        idp.any_tenant = "yes"  # type: ignore[assignment]
+
+
+async def test_keys_of_an_added_tenant_validate_its_tokens() -> None:
+    with EntraEmulator() as idp:
+        other = idp.add_tenant()
+        token = idp.issue_token(tenant_id=other, roles=["r"])
+        async with TokenValidator(idp.config(tenant_id=other)) as validator:
+            assert (await validator.validate(token)).tenant_id == other
+
+
+def test_the_token_endpoint_of_another_tenant(shared: EntraEmulator) -> None:
+    api = shared.register_api(app_id_uri="api://tenants-test", roles=["r"])
+    client = shared.register_client(name="t", roles={api.app_id_uri or "": ["r"]}, secret=True)
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": client.client_id,
+        "client_secret": client.secret or "",
+        "scope": "api://tenants-test/.default",
+    }
+    home = httpx.post(shared.token_endpoint(), data=form, verify=NO_TLS)
+    assert home.status_code == 200, home.text
+    unknown = "3c9d2e1f-8a7b-4c6d-9e5f-0a1b2c3d4e5f"
+    refused = httpx.post(shared.token_endpoint(tenant=unknown), data=form, verify=NO_TLS)
+    assert (refused.status_code, refused.json()["error_codes"]) == (400, [90002])
+    # The added tenant exists, but the app is registered in the emulator's own tenant only.
+    elsewhere = httpx.post(shared.token_endpoint(tenant=OTHER_TENANT), data=form, verify=NO_TLS)
+    assert (elsewhere.status_code, elsewhere.json()["error_codes"]) == (400, [700016])
+    assert f"directory '{OTHER_TENANT}'" in elsewhere.json()["error_description"]
 
 
 # -- tokens ------------------------------------------------------------------------------------
@@ -263,7 +368,7 @@ def test_roles_scopes_and_identities(shared: EntraEmulator) -> None:
 
 
 def test_tokens_for_other_tenants(shared: EntraEmulator) -> None:
-    other = "0b7c3e1a-2f4d-4a6b-8c9d-1e2f3a4b5c6d"
+    other = OTHER_TENANT
     claims = verify(
         shared, shared.issue_token(tenant_id=other.upper()), version="2.0", tenant=other
     )
@@ -276,11 +381,51 @@ def test_tokens_for_other_tenants(shared: EntraEmulator) -> None:
 
 
 def test_clock_and_lifetime(shared: EntraEmulator) -> None:
-    token = shared.issue_token(now=1_700_000_000.9, lifetime=-60)
+    token = shared.issue_token(now=1_700_000_000.9, lifetime=60)
     claims = jwt.decode(token, options={"verify_signature": False})
-    assert (claims["iat"], claims["nbf"], claims["exp"]) == (1_700_000_000,) * 2 + (1_699_999_940,)
+    assert (claims["iat"], claims["nbf"], claims["exp"]) == (1_700_000_000,) * 2 + (1_700_000_060,)
     with pytest.raises(jwt.ExpiredSignatureError):
         verify(shared, token, version="2.0")
+
+
+@pytest.mark.parametrize("version", ["1.0", "2.0"])
+async def test_now_in_the_past_mints_a_token_refused_as_expired(
+    shared: EntraEmulator, version: Version
+) -> None:
+    now = 1_800_000_000.0
+    token = shared.issue_token(version=version, roles=["r"], now=now - 7200)  # expired 1 h ago
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert (claims["nbf"], claims["exp"]) == (now - 7200, now - 3600)
+    async with TokenValidator(shared.config(), clock=lambda: now) as validator:
+        with pytest.raises(InvalidToken) as refused:
+            await validator.validate(token)
+        assert refused.value.reason == "token_expired"
+        # The same token is valid at a moment inside its lifetime: only the clock refused it.
+        assert (await validator.validate(token, now=now - 5000)).tenant_id == shared.tenant_id
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "message"),
+    [
+        (-60, "at least 1 second, got -60: for an expired token give now= in the past"),
+        (0, "at least 1 second"),
+        (0.5, "at least 1 second"),
+        (float("nan"), "finite"),
+        (float("inf"), "finite"),
+        (True, "a number of seconds"),
+    ],
+)
+def test_lifetimes_that_put_exp_at_or_before_nbf_are_refused(
+    shared: EntraEmulator, lifetime: float, message: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^lifetime must be .*{re.escape(message)}"):
+        shared.issue_token(lifetime=lifetime)
+
+
+@pytest.mark.parametrize("now", [float("nan"), float("-inf"), "1700000000"])
+def test_now_must_be_unix_seconds(shared: EntraEmulator, now: Any) -> None:
+    with pytest.raises(ValueError, match=r"^now must be"):
+        shared.issue_token(now=now)
 
 
 def test_overrides_forge_anything_and_remove(shared: EntraEmulator) -> None:
@@ -535,6 +680,20 @@ def test_https(entra_emulator_https: EntraEmulator) -> None:
     assert not bundle.parent.exists(), "the temporary PEM directory is removed on stop"
 
 
+async def test_https_config_trusts_the_emulators_ca(entra_emulator_https: EntraEmulator) -> None:
+    idp = entra_emulator_https
+    config = idp.config()
+    assert config.ca_bundle == idp.ca_bundle
+    async with TokenValidator(config) as validator:  # its own httpx client, no injection
+        principal = await validator.validate(idp.issue_token(roles=["Orders.Read"]))
+    assert (principal.tenant_id, principal.roles) == (idp.tenant_id, frozenset({"Orders.Read"}))
+    # The CA is read when the config is made: a restart (new PEM files) does not break it.
+    idp.stop()
+    idp.start()
+    async with TokenValidator(config) as validator:
+        assert (await validator.validate(idp.issue_token(roles=["r"]))).tenant_id == idp.tenant_id
+
+
 def test_ssl_context_needs_https(shared: EntraEmulator) -> None:
     assert shared.ca_bundle is None
     with pytest.raises(ValueError, match="https=True"):
@@ -575,6 +734,7 @@ def test_config(shared: EntraEmulator) -> None:
     assert isinstance(config, EntraConfig)
     assert (config.tenant_id, config.instance) == (shared.tenant_id, shared.instance)
     assert tuple(config.audiences) == (DEFAULT_AUDIENCE,)
+    assert config.ca_bundle is None  # plain http
     custom = shared.config(audiences=["api://custom"], leeway=0)
     assert (tuple(custom.audiences), custom.leeway) == (("api://custom",), 0)
 
@@ -593,3 +753,86 @@ def test_public_api_is_exactly_all() -> None:
         "EmulatorKey",
         "EntraEmulator",
     ]
+
+
+# -- logging ----------------------------------------------------------------------------------
+
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+
+
+LoggerState: TypeAlias = tuple[int, tuple[logging.Handler, ...], bool, tuple[Any, ...], bool]
+
+
+def logger_state() -> dict[str, LoggerState]:
+    loggers = {name: logging.getLogger(name) for name in UVICORN_LOGGERS}
+    return {
+        name: (lg.level, tuple(lg.handlers), lg.propagate, tuple(lg.filters), lg.disabled)
+        for name, lg in loggers.items()
+    }
+
+
+class Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_an_in_process_emulator_leaves_uvicorns_loggers_alone() -> None:
+    saved = logger_state()
+    error_log, access_log = logging.getLogger("uvicorn.error"), logging.getLogger("uvicorn.access")
+    host = Collect()
+    try:
+        # Configured the way uvicorn's own command line configures them for the host's server.
+        for logger in (error_log, access_log):
+            logger.setLevel(logging.INFO)
+            logger.addHandler(host)
+        access_log.propagate = False
+        before = logger_state()
+        with EntraEmulator() as idp:
+            get(idp.metadata_url())
+            error_log.info("host: still logging")
+            access_log.info("host: GET /orders 200")
+        idp.start()
+        get(idp.jwks_url())
+        idp.stop()
+        assert logger_state() == before
+        assert error_log.getEffectiveLevel() == logging.INFO
+    finally:
+        for name, (level, handlers, propagate, filters, disabled) in saved.items():
+            logger = logging.getLogger(name)
+            logger.setLevel(level)
+            logger.handlers = list(handlers)
+            logger.propagate, logger.disabled = propagate, disabled
+            logger.filters = list(filters)
+    # The host's records passed; the emulator's own start-up and access lines did not.
+    assert host.messages == ["host: still logging", "host: GET /orders 200"]
+
+
+def test_the_example_api_in_dev_mode_keeps_its_uvicorn_log() -> None:
+    """Dev mode starts an emulator inside the API's process: uvicorn's own lines must stay."""
+    port = closed_port()
+    with subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "uvicorn", *example_api(), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=CLEAN_ENV,  # no ENTRA_TENANT_ID: dev mode
+    ) as api:
+        assert api.stdout is not None
+        assert api.stderr is not None
+        out, err = Output(api.stdout), Output(api.stderr)
+        try:
+            err.until(f"Uvicorn running on http://127.0.0.1:{port}")
+            assert httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
+            out.until('"GET /health HTTP/1.1" 200')
+        finally:
+            stop(api)
+        log = err.rest()
+    assert "emulator is running at http://127.0.0.1:" in out.rest()  # dev mode it was
+    assert log.count("Uvicorn running on") == 1  # the host's, not the emulator's
+    assert "Application startup complete." in log
+    assert "Shutting down" in log
+    assert "Finished server process" in log

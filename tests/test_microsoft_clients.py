@@ -145,6 +145,21 @@ async def test_msal_v1_api_and_errors(tenant: Tenant, msal_app: Any) -> None:
     assert refused["correlation_id"]
 
 
+def test_msal_refuses_an_authority_whose_tenant_does_not_exist(tenant: Tenant) -> None:
+    unknown = "3c9d2e1f-8a7b-4c6d-9e5f-0a1b2c3d4e5f"
+    # As against Entra: tenant discovery answers 400 AADSTS90002 and MSAL gives up at once.
+    with pytest.raises(ValueError, match="Unable to get authority configuration"):
+        msal.ConfidentialClientApplication(
+            tenant.app.client_id,
+            authority=f"{tenant.idp.instance}/{unknown}",
+            client_credential=tenant.app.secret,
+            instance_discovery=False,
+            verify=tenant.ca_bundle,
+        )
+    assert tenant.idp.fetch_count("metadata", unknown) == 1
+    assert tenant.idp.token_request_count() == 0
+
+
 async def test_azure_identity_with_a_secret(tenant: Tenant) -> None:
     with ClientSecretCredential(
         tenant.idp.tenant_id,

@@ -2,7 +2,8 @@
 
 A mistake in security configuration must stop the application at start-up, not surface as a
 confusing 401 on the first request, so every field is validated here and a bad value raises
-``ValueError`` with a message that says what to change.
+``ValueError`` with a message that says what to change. Messages name the field; from
+:meth:`EntraConfig.from_env` they name the environment variable, which is what the user edits.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ import ipaddress
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import ssl
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 from urllib.parse import urlsplit
 
 __all__ = [
     "DEFAULT_INSTANCE",
+    "ENV_VARIABLES",
     "MULTI_TENANT_IDS",
     "EntraConfig",
     "TokenVersion",
@@ -62,6 +66,25 @@ def is_loopback_host(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class _FieldError(ValueError):
+    """A refused value, tagged with the fields to change; ``from_env`` names their variables."""
+
+    def __init__(self, fields: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
+@contextmanager
+def _checking(*fields: str) -> Iterator[None]:
+    """Tag a ``ValueError`` raised inside with the fields it is about."""
+    try:
+        yield
+    except _FieldError:
+        raise
+    except ValueError as exc:
+        raise _FieldError(fields, str(exc)) from None
 
 
 def _strings(name: str, value: str | Iterable[str]) -> tuple[str, ...]:
@@ -119,76 +142,104 @@ class EntraConfig:
     #: Upper bound on one metadata or JWKS fetch, connection included.
     fetch_timeout: float = DEFAULT_FETCH_TIMEOUT
     max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES
+    #: Path of a PEM file of CA certificates: the only ones trusted for metadata and key
+    #: fetches (the emulator's CA, a company's TLS-inspecting proxy). ``None``: the public CAs
+    #: httpx trusts (certifi). Read once, here; an injected ``http_client`` keeps its own TLS.
+    ca_bundle: str | None = None
 
     # Derived once, used on every request.
     _normalized_audiences: frozenset[str] = field(init=False, repr=False, compare=False)
+    # The certificates of ca_bundle as read at construction (PEM text), or None.
+    _ca_certificates: str | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         setattr_ = object.__setattr__  # the documented way to normalise a frozen dataclass
 
-        tenant = self.tenant_id.strip() if isinstance(self.tenant_id, str) else ""
-        if tenant.lower() in MULTI_TENANT_IDS | {"consumers"} or is_guid(tenant):
-            tenant = tenant.lower()
-        else:
-            raise ValueError(
-                f"tenant_id {self.tenant_id!r} must be the tenant GUID (the 'Directory (tenant) "
-                "ID' of the app registration) or one of 'organizations', 'common', 'consumers'"
-            )
-        setattr_(self, "tenant_id", tenant)
-
-        audiences = _strings("audiences", self.audiences)
-        if not audiences:
-            raise ValueError("audiences must name at least one accepted 'aud' value")
-        setattr_(self, "audiences", audiences)
-        setattr_(self, "_normalized_audiences", frozenset(a.removesuffix("/") for a in audiences))
-
-        setattr_(self, "instance", check_instance(self.instance))
-
-        allowed_tenants = _guids("allowed_tenants", self.allowed_tenants)
-        setattr_(self, "allowed_tenants", allowed_tenants)
-        if self.is_multi_tenant:
-            if allowed_tenants and self.allow_any_tenant:
-                raise ValueError("give allowed_tenants or allow_any_tenant=True, not both")
-            if not allowed_tenants and not self.allow_any_tenant:
+        with _checking("tenant_id"):
+            tenant = self.tenant_id.strip() if isinstance(self.tenant_id, str) else ""
+            if tenant.lower() in MULTI_TENANT_IDS | {"consumers"} or is_guid(tenant):
+                tenant = tenant.lower()
+            else:
                 raise ValueError(
-                    f"tenant_id={tenant!r} accepts tokens from other tenants: list them in "
-                    "allowed_tenants, or set allow_any_tenant=True to accept every tenant"
+                    f"tenant_id {self.tenant_id!r} must be the tenant GUID (the 'Directory "
+                    "(tenant) ID' of the app registration) or one of 'organizations', 'common', "
+                    "'consumers'"
                 )
-        elif allowed_tenants or self.allow_any_tenant:
-            raise ValueError(
-                "allowed_tenants and allow_any_tenant apply only to tenant_id 'organizations' "
-                f"or 'common', not to {tenant!r}"
+            setattr_(self, "tenant_id", tenant)
+
+        with _checking("audiences"):
+            audiences = _strings("audiences", self.audiences)
+            if not audiences:
+                raise ValueError("audiences must name at least one accepted 'aud' value")
+            setattr_(self, "audiences", audiences)
+            setattr_(
+                self, "_normalized_audiences", frozenset(a.removesuffix("/") for a in audiences)
             )
 
-        setattr_(self, "allowed_client_ids", _guids("allowed_client_ids", self.allowed_client_ids))
-        if self.allow_tokens_without_permissions and not self.allowed_client_ids:
-            raise ValueError(
-                "allow_tokens_without_permissions=True needs allowed_client_ids: without roles "
-                "or scopes, the client allow-list is the only thing that authorizes a caller"
-            )
+        with _checking("instance"):
+            setattr_(self, "instance", check_instance(self.instance))
+        self._check_tenants_and_clients()
+        self._check_algorithms_and_limits()
 
-        versions = _strings("token_versions", self.token_versions)
-        if not versions or not set(versions) <= _VERSIONS:
-            raise ValueError(
-                f"token_versions must be a non-empty subset of ('1.0', '2.0'), got {versions!r}"
-            )
-        setattr_(self, "token_versions", versions)
+    def _check_tenants_and_clients(self) -> None:
+        setattr_ = object.__setattr__
+        tenant = self.tenant_id
+        with _checking("allowed_tenants"):
+            allowed_tenants = _guids("allowed_tenants", self.allowed_tenants)
+            setattr_(self, "allowed_tenants", allowed_tenants)
+        with _checking("allowed_tenants", "allow_any_tenant"):
+            if self.is_multi_tenant:
+                if allowed_tenants and self.allow_any_tenant:
+                    raise ValueError("give allowed_tenants or allow_any_tenant=True, not both")
+                if not allowed_tenants and not self.allow_any_tenant:
+                    raise ValueError(
+                        f"tenant_id={tenant!r} accepts tokens from other tenants: list them in "
+                        "allowed_tenants, or set allow_any_tenant=True to accept every tenant"
+                    )
+            elif allowed_tenants or self.allow_any_tenant:
+                raise ValueError(
+                    "allowed_tenants and allow_any_tenant apply only to tenant_id "
+                    f"'organizations' or 'common', not to {tenant!r}"
+                )
 
-        algorithms = _strings("algorithms", self.algorithms)
-        bad = [a for a in algorithms if a not in _RSA_ALGORITHMS]
-        if not algorithms or bad:
-            raise ValueError(
-                f"algorithms must be RSA signature algorithms from {sorted(_RSA_ALGORITHMS)}; "
-                f"refused: {bad or 'an empty list'}"
-            )
-        setattr_(self, "algorithms", algorithms)
+        with _checking("allowed_client_ids"):
+            client_ids = _guids("allowed_client_ids", self.allowed_client_ids)
+            setattr_(self, "allowed_client_ids", client_ids)
+        with _checking("allow_tokens_without_permissions", "allowed_client_ids"):
+            if self.allow_tokens_without_permissions and not client_ids:
+                raise ValueError(
+                    "allow_tokens_without_permissions=True needs allowed_client_ids: without "
+                    "roles or scopes, the client allow-list is the only thing that authorizes "
+                    "a caller"
+                )
+
+        with _checking("token_versions"):
+            versions = _strings("token_versions", self.token_versions)
+            if not versions or not set(versions) <= _VERSIONS:
+                raise ValueError(
+                    f"token_versions must be a non-empty subset of ('1.0', '2.0'), got {versions!r}"
+                )
+            setattr_(self, "token_versions", versions)
+
+    def _check_algorithms_and_limits(self) -> None:
+        setattr_ = object.__setattr__
+        with _checking("algorithms"):
+            algorithms = _strings("algorithms", self.algorithms)
+            bad = [a for a in algorithms if a not in _RSA_ALGORITHMS]
+            if not algorithms or bad:
+                raise ValueError(
+                    f"algorithms must be RSA signature algorithms from {sorted(_RSA_ALGORITHMS)}; "
+                    f"refused: {bad or 'an empty list'}"
+                )
+            setattr_(self, "algorithms", algorithms)
 
         _check_number("leeway", self.leeway, low=0.0, high=_MAX_LEEWAY)
         _check_number("max_token_bytes", self.max_token_bytes, low=1024, high=1024 * 1024)
         _check_number("token_cache_size", self.token_cache_size, low=0, high=10_000_000)
         if not isinstance(self.token_cache_size, int):
-            raise ValueError(
-                f"token_cache_size must be a whole number, got {self.token_cache_size!r}"
+            raise _FieldError(
+                ("token_cache_size",),
+                f"token_cache_size must be a whole number, got {self.token_cache_size!r}",
             )
         _check_number("min_refresh_interval", self.min_refresh_interval, low=1.0)
         _check_number("refresh_interval", self.refresh_interval, low=self.min_refresh_interval)
@@ -197,6 +248,19 @@ class EntraConfig:
         )
         _check_number("fetch_timeout", self.fetch_timeout, low=0.05, high=120.0)
         _check_number("max_document_bytes", self.max_document_bytes, low=1024)
+
+        with _checking("ca_bundle"):
+            pem = None if self.ca_bundle is None else _read_ca_bundle(self.ca_bundle)
+            setattr_(self, "_ca_certificates", pem)
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A new client TLS context trusting exactly the certificates ``ca_bundle`` held at
+        construction (the file may be gone since); ``None`` without ``ca_bundle``: use the HTTP
+        client's default trust."""
+        if self._ca_certificates is None:
+            return None
+        return ssl.create_default_context(cadata=self._ca_certificates)
 
     @property
     def is_multi_tenant(self) -> bool:
@@ -218,16 +282,20 @@ class EntraConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> EntraConfig:
-        """Build a config from ``ENTRA_*`` environment variables.
+        """Build a config from ``ENTRA_*`` environment variables (see ``ENV_VARIABLES``).
 
         Lists are comma-separated; booleans are ``true``/``false``. Unset optional variables
-        keep the defaults.
+        keep the defaults. Raises ``ValueError`` whose message starts with the variable(s) to
+        change, e.g. ``ENTRA_INSTANCE: ...``.
         """
         env = os.environ if environ is None else environ
 
         def get(name: str) -> str | None:
-            value = env.get(f"ENTRA_{name}", "").strip()
+            value = env.get(ENV_VARIABLES[name], "").strip()
             return value or None
+
+        def refuse(name: str, value: str, what: str) -> ValueError:
+            return ValueError(f"{ENV_VARIABLES[name]}: {value!r} is not {what}")
 
         def listed(name: str) -> tuple[str, ...]:
             value = get(name)
@@ -241,7 +309,7 @@ class EntraConfig:
                 return True
             if value.lower() in {"0", "false", "no", "off"}:
                 return False
-            raise ValueError(f"ENTRA_{name}={value!r} is not a boolean (true/false)")
+            raise refuse(name, value, "a boolean (true/false)")
 
         def number(name: str, default: float) -> float:
             value = get(name)
@@ -250,42 +318,87 @@ class EntraConfig:
             try:
                 return float(value)
             except ValueError:
-                raise ValueError(f"ENTRA_{name}={value!r} is not a number") from None
+                raise refuse(name, value, "a number") from None
 
-        tenant = get("TENANT_ID")
+        def whole(name: str, default: int) -> int:
+            value = get(name)
+            if value is None:
+                return default
+            try:
+                return int(value)
+            except ValueError:
+                raise refuse(name, value, "a whole number") from None
+
+        tenant = get("tenant_id")
         if tenant is None:
-            raise ValueError("ENTRA_TENANT_ID is not set")
-        audiences = listed("AUDIENCES")
+            raise ValueError(
+                f"{ENV_VARIABLES['tenant_id']}: not set; give the tenant GUID, or "
+                "'organizations', 'common' or 'consumers'"
+            )
+        audiences = listed("audiences")
         if not audiences:
-            raise ValueError("ENTRA_AUDIENCES is not set (comma-separated accepted 'aud' values)")
-        versions = listed("TOKEN_VERSIONS") or ("1.0", "2.0")
-        return cls(
-            tenant_id=tenant,
-            audiences=audiences,
-            instance=get("INSTANCE") or DEFAULT_INSTANCE,
-            allowed_tenants=listed("ALLOWED_TENANTS"),
-            allow_any_tenant=flag("ALLOW_ANY_TENANT"),
-            allowed_client_ids=listed("ALLOWED_CLIENT_IDS"),
-            allow_tokens_without_permissions=flag("ALLOW_TOKENS_WITHOUT_PERMISSIONS"),
-            token_versions=versions,  # type: ignore[arg-type]  # checked in __post_init__
-            leeway=number("LEEWAY_SECONDS", DEFAULT_LEEWAY),
-            token_cache_size=int(number("TOKEN_CACHE_SIZE", DEFAULT_TOKEN_CACHE_SIZE)),
-            max_token_bytes=int(number("MAX_TOKEN_BYTES", DEFAULT_MAX_TOKEN_BYTES)),
-            max_document_bytes=int(number("MAX_DOCUMENT_BYTES", DEFAULT_MAX_DOCUMENT_BYTES)),
-            algorithms=listed("ALGORITHMS") or ("RS256",),
-            refresh_interval=number("REFRESH_INTERVAL_SECONDS", DEFAULT_REFRESH_INTERVAL),
-            min_refresh_interval=number(
-                "MIN_REFRESH_INTERVAL_SECONDS", DEFAULT_MIN_REFRESH_INTERVAL
-            ),
-            last_known_good_lifetime=number(
-                "LAST_KNOWN_GOOD_SECONDS", DEFAULT_LAST_KNOWN_GOOD_LIFETIME
-            ),
-            fetch_timeout=number("FETCH_TIMEOUT_SECONDS", DEFAULT_FETCH_TIMEOUT),
-        )
+            raise ValueError(
+                f"{ENV_VARIABLES['audiences']}: not set; give the accepted 'aud' values, "
+                "comma-separated"
+            )
+        try:
+            return cls(
+                tenant_id=tenant,
+                audiences=audiences,
+                instance=get("instance") or DEFAULT_INSTANCE,
+                allowed_tenants=listed("allowed_tenants"),
+                allow_any_tenant=flag("allow_any_tenant"),
+                allowed_client_ids=listed("allowed_client_ids"),
+                allow_tokens_without_permissions=flag("allow_tokens_without_permissions"),
+                token_versions=listed("token_versions") or ("1.0", "2.0"),  # type: ignore[arg-type]
+                leeway=number("leeway", DEFAULT_LEEWAY),
+                token_cache_size=whole("token_cache_size", DEFAULT_TOKEN_CACHE_SIZE),
+                max_token_bytes=whole("max_token_bytes", DEFAULT_MAX_TOKEN_BYTES),
+                max_document_bytes=whole("max_document_bytes", DEFAULT_MAX_DOCUMENT_BYTES),
+                algorithms=listed("algorithms") or ("RS256",),
+                refresh_interval=number("refresh_interval", DEFAULT_REFRESH_INTERVAL),
+                min_refresh_interval=number("min_refresh_interval", DEFAULT_MIN_REFRESH_INTERVAL),
+                last_known_good_lifetime=number(
+                    "last_known_good_lifetime", DEFAULT_LAST_KNOWN_GOOD_LIFETIME
+                ),
+                fetch_timeout=number("fetch_timeout", DEFAULT_FETCH_TIMEOUT),
+                ca_bundle=get("ca_bundle"),
+            )
+        except _FieldError as exc:
+            variables = ", ".join(ENV_VARIABLES[name] for name in exc.fields)
+            raise ValueError(f"{variables}: {exc}") from None
+
+
+#: The environment variable :meth:`EntraConfig.from_env` reads for each field.
+ENV_VARIABLES: Mapping[str, str] = {
+    "tenant_id": "ENTRA_TENANT_ID",
+    "audiences": "ENTRA_AUDIENCES",
+    "instance": "ENTRA_INSTANCE",
+    "allowed_tenants": "ENTRA_ALLOWED_TENANTS",
+    "allow_any_tenant": "ENTRA_ALLOW_ANY_TENANT",
+    "allowed_client_ids": "ENTRA_ALLOWED_CLIENT_IDS",
+    "allow_tokens_without_permissions": "ENTRA_ALLOW_TOKENS_WITHOUT_PERMISSIONS",
+    "token_versions": "ENTRA_TOKEN_VERSIONS",
+    "leeway": "ENTRA_LEEWAY_SECONDS",
+    "algorithms": "ENTRA_ALGORITHMS",
+    "max_token_bytes": "ENTRA_MAX_TOKEN_BYTES",
+    "token_cache_size": "ENTRA_TOKEN_CACHE_SIZE",
+    "refresh_interval": "ENTRA_REFRESH_INTERVAL_SECONDS",
+    "min_refresh_interval": "ENTRA_MIN_REFRESH_INTERVAL_SECONDS",
+    "last_known_good_lifetime": "ENTRA_LAST_KNOWN_GOOD_SECONDS",
+    "fetch_timeout": "ENTRA_FETCH_TIMEOUT_SECONDS",
+    "max_document_bytes": "ENTRA_MAX_DOCUMENT_BYTES",
+    "ca_bundle": "ENTRA_CA_BUNDLE",
+}
 
 
 def check_instance(instance: str) -> str:
-    """The authority URL without a trailing slash; https, or http on a loopback host only."""
+    """The authority URL without a trailing slash: scheme, host and port, nothing else.
+
+    https, or http on a loopback host only (the emulator). The tenant and the ``/v2.0`` are
+    added per request, so a path (``https://login.microsoftonline.com/<tenant>/v2.0``, the
+    authority of other libraries) is refused here rather than answered 404 later.
+    """
     if not isinstance(instance, str):
         raise ValueError(f"instance must be a URL string, got {instance!r}")
     url = instance.strip().rstrip("/")
@@ -294,6 +407,16 @@ def check_instance(instance: str) -> str:
         raise ValueError(f"instance {instance!r} must be an absolute https:// URL")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError(f"instance {instance!r} must not carry a query, fragment or credentials")
+    if parts.path:
+        raise ValueError(
+            f"instance {instance!r} must be only a scheme and host (and port), such as "
+            f"{DEFAULT_INSTANCE}: leave out the path {parts.path!r}; the tenant comes from "
+            "tenant_id, the version from the token"
+        )
+    try:
+        parts.port  # noqa: B018  # urlsplit checks the port only when asked
+    except ValueError:
+        raise ValueError(f"instance {instance!r} has an invalid port") from None
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ValueError(
             f"instance {instance!r} uses http://, which is only allowed for a loopback host "
@@ -302,9 +425,42 @@ def check_instance(instance: str) -> str:
     return url
 
 
+_PEM_CERTIFICATE = re.compile(
+    rb"-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+?-----END CERTIFICATE-----"
+)
+
+
+def _read_ca_bundle(ca_bundle: str) -> str:
+    """The PEM certificates of the file ``ca_bundle``, checked to load as trust anchors.
+
+    Kept as text rather than as an ``SSLContext`` so that a config stays a plain value (it
+    pickles and copies) and keeps working if the file goes away (the emulator's does at stop).
+    Text around the certificates (the comments of certifi's bundle, say) is left out.
+    """
+    if not isinstance(ca_bundle, str) or not ca_bundle.strip():
+        raise ValueError(f"ca_bundle must be the path of a PEM file, got {ca_bundle!r}")
+    if not os.path.isfile(ca_bundle):
+        raise ValueError(f"ca_bundle {ca_bundle!r} is not a file (a PEM file of CA certificates)")
+    try:
+        with open(ca_bundle, "rb") as file:
+            blocks = _PEM_CERTIFICATE.findall(file.read())
+    except OSError as exc:
+        raise ValueError(f"ca_bundle {ca_bundle!r} cannot be read: {exc.strerror or exc}") from None
+    if not blocks:
+        raise ValueError(f"ca_bundle {ca_bundle!r} holds no usable PEM certificate (none found)")
+    pem = "\n".join(block.decode("ascii") for block in blocks)
+    try:
+        ssl.create_default_context(cadata=pem)
+    except ssl.SSLError as exc:
+        raise ValueError(
+            f"ca_bundle {ca_bundle!r} holds no usable PEM certificate ({exc.reason or exc})"
+        ) from None
+    return pem
+
+
 def _check_number(name: str, value: float, *, low: float, high: float | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        raise _FieldError((name,), f"{name} must be a number, got {value!r}")
     if value < low or (high is not None and value > high):
         bound = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
+        raise _FieldError((name,), f"{name} must be {bound}, got {value!r}")

@@ -349,6 +349,7 @@ class KeyStore:
                 timeout=httpx.Timeout(self._config.fetch_timeout),
                 headers={"Accept": "application/json"},
                 limits=httpx.Limits(max_keepalive_connections=0),
+                verify=self._config.ssl_context or True,
             )
             self._client_loop = loop
         return self._client

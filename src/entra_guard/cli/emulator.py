@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import threading
 from typing import TextIO
@@ -98,9 +99,11 @@ def describe(
             f"  export ENTRA_AUDIENCES={audiences}",
             f"  export ENTRA_INSTANCE={idp.instance}",
         ]
+        if idp.ca_bundle:
+            lines.append(f"  export ENTRA_CA_BUNDLE={shlex.quote(idp.ca_bundle)}")
         if clients and clients[0].secret:
             scope = f"{api.app_id_uri or api.client_id}/.default"
-            ca = f" --ca-bundle {idp.ca_bundle}" if idp.ca_bundle else ""
+            ca = f" --ca-bundle {shlex.quote(idp.ca_bundle)}" if idp.ca_bundle else ""
             lines += [
                 "Get a token:",
                 f"  ENTRA_CLIENT_SECRET='{clients[0].secret}' entra-guard token --instance "

@@ -102,15 +102,17 @@ async def _document(
     if version not in state.served_versions:
         return Response(status_code=404)  # as External ID answers for v1 metadata and keys
     tenant = resolve_tenant(segment)
-    if tenant is None:
+    if tenant is None or not state.knows(tenant):
+        # What Entra answers for a tenant that does not exist; clients (MSAL) stop here.
         return entra_error(
             state.instance,
             400,
             error="invalid_tenant",
             code=90002,
-            message=f"Tenant '{raw_segment}' not found. Check the tenant ID and the cloud "
-            "instance; this emulator serves tenant GUIDs, 'organizations', 'common' and "
-            "'consumers'.",
+            message=f"Tenant '{raw_segment}' not found. Check to make sure you have the correct "
+            "tenant ID and are signing into the correct cloud. (This emulator knows its own "
+            "tenant, those given to EntraEmulator.add_tenant(), 'organizations', 'common' and "
+            "'consumers'; EntraEmulator(any_tenant=True) lets every tenant GUID exist.)",
         )
     document: Mapping[str, Any]
     replay = state.replayed(segment, version)

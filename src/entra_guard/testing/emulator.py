@@ -1,7 +1,8 @@
 """``EntraEmulator``: a local Microsoft Entra ID for tests, over real HTTP.
 
-It publishes the same discovery documents as Entra (metadata and JWKS, v1 and v2, for every
-tenant GUID and the ``organizations``/``common``/``consumers`` keywords), mints access tokens
+It publishes the same discovery documents as Entra (metadata and JWKS, v1 and v2, for its
+tenant, the tenants added to it and the ``organizations``/``common``/``consumers`` keywords;
+AADSTS90002 for any other tenant, as Entra answers for one that does not exist), mints access tokens
 with Entra's claim sets from real RSA keys, answers the client-credentials grant of its token
 endpoints for registered APIs and clients, and misbehaves on demand: keys rotate, documents
 are replaced by recorded real ones, requests fail or stall, the whole server goes down and
@@ -52,6 +53,11 @@ class EntraEmulator(RegistrationMethods):
 
     Use it as a context manager (``with`` or ``async with``), or call :meth:`start` and
     :meth:`stop`. The port is chosen at the first start and kept for the emulator's lifetime.
+
+    Tenants: ``tenant_id`` (default: a new GUID) is where registrations and the token endpoint
+    live. Discovery for another tenant GUID answers 400 AADSTS90002 unless it was added with
+    :meth:`add_tenant`, or ``any_tenant=True`` lets every GUID exist (for tests that mint
+    tokens of arbitrary tenants and fetch their keys).
     """
 
     def __init__(
@@ -61,6 +67,7 @@ class EntraEmulator(RegistrationMethods):
         https: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
+        any_tenant: bool = False,
     ) -> None:
         tenant = str(uuid.uuid4()) if tenant_id is None else tenant_id
         if not isinstance(tenant, str) or not is_guid(tenant):
@@ -71,6 +78,7 @@ class EntraEmulator(RegistrationMethods):
         self._tls = TLSMaterial(hosts=[host]) if https else None
         self._state = EmulatorState(EmulatorKey.generate())
         self._state.tenant_id = self._tenant_id
+        self.any_tenant = any_tenant
         self._server = BackgroundServer(build_app(self._state), host=host, port=port, tls=self._tls)
         # An emulator dropped while serving still stops its thread (and at interpreter exit).
         weakref.finalize(self, self._server.stop)
@@ -140,6 +148,36 @@ class EntraEmulator(RegistrationMethods):
         return self._tenant_id
 
     @property
+    def tenants(self) -> tuple[str, ...]:
+        """The tenant GUIDs that exist: :attr:`tenant_id` first, then the added ones."""
+        return (self._tenant_id, *sorted(self._state.other_tenants))
+
+    def add_tenant(self, tenant_id: str | None = None) -> str:
+        """Let another tenant exist (a new GUID if none is given) and return its GUID.
+
+        Its v1 and v2 metadata and JWKS are served from now on. Registrations and the token
+        endpoint stay with :attr:`tenant_id`: the other tenant's token endpoint answers
+        AADSTS700016 (application not found in the directory), as Entra does for an app
+        that is not in a tenant.
+        """
+        tenant = str(uuid.uuid4()) if tenant_id is None else tenant_id
+        if not isinstance(tenant, str) or not is_guid(tenant):
+            raise ValueError(f"tenant_id must be a tenant GUID, got {tenant_id!r}")
+        self._state.add_tenant(tenant.lower())
+        return tenant.lower()
+
+    @property
+    def any_tenant(self) -> bool:
+        """Whether every tenant GUID exists (no AADSTS90002 for unknown GUIDs)."""
+        return self._state.any_tenant
+
+    @any_tenant.setter
+    def any_tenant(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise ValueError(f"any_tenant must be True or False, got {value!r}")
+        self._state.any_tenant = value
+
+    @property
     def port(self) -> int:
         """The bound port (0 before the first start when an ephemeral port was asked for)."""
         return self._server.port
@@ -168,11 +206,16 @@ class EntraEmulator(RegistrationMethods):
         return self.instance + jwks_path(tenant or self._tenant_id, version)
 
     def config(self, **overrides: Any) -> EntraConfig:
-        """An ``EntraConfig`` for this tenant and instance accepting ``DEFAULT_AUDIENCE``."""
+        """An ``EntraConfig`` for this tenant and instance accepting ``DEFAULT_AUDIENCE``.
+
+        Over https its ``ca_bundle`` is :attr:`ca_bundle`, so its key store trusts this
+        emulator's CA (read when the config is built; call this while the emulator runs).
+        """
         defaults: dict[str, Any] = {
             "tenant_id": self._tenant_id,
             "instance": self.instance,
             "audiences": (DEFAULT_AUDIENCE,),
+            "ca_bundle": self.ca_bundle,
         }
         return EntraConfig(**{**defaults, **overrides})
 
@@ -245,8 +288,14 @@ class EntraEmulator(RegistrationMethods):
         none are given, ``access_as_user`` (remove it with ``claims={"scp": REMOVE}``).
         ``claims`` and ``headers`` are applied last and may hold anything JSON can carry;
         ``REMOVE`` deletes a member. ``key`` signs instead of the current key, and the header's
-        ``kid``/``x5t`` follow it. ``now`` (unix time) sets ``iat``/``nbf``; ``exp`` is
-        ``now + lifetime`` (negative for an expired token).
+        ``kid``/``x5t`` follow it.
+
+        Times: ``now`` (Unix seconds; default the current time) becomes ``iat`` and ``nbf``, and
+        ``exp`` is ``now + lifetime`` (whole seconds, rounded down). For an expired token put
+        ``now`` in the past: ``now=time.time() - 7200`` gives a token that expired an hour ago,
+        which a validator refuses as ``token_expired``. ``lifetime`` must be at least 1 second
+        (``ValueError`` otherwise): a shorter one would put ``exp`` at or before ``nbf``, a
+        different fault (``invalid_lifetime``); forge that one with ``claims=``.
         """
         signing_key = key if key is not None else self.current_key
         payload = build_claims(
@@ -277,13 +326,16 @@ class EntraEmulator(RegistrationMethods):
         """Serve recorded documents for ``(tenant, version)`` from now on.
 
         The metadata is served as given except that its ``jwks_uri`` points at the emulator's
-        own JWKS URL for that tenant and version, where ``jwks`` is served verbatim.
+        own JWKS URL for that tenant and version, where ``jwks`` is served verbatim. A tenant
+        GUID is added (:meth:`add_tenant`) if it was not known.
         """
         resolved = resolve_tenant(tenant)
         if resolved is None:
             raise ValueError(
                 f"tenant {tenant!r} is not a GUID, 'organizations', 'common' or 'consumers'"
             )
+        if resolved.tid == resolved.segment:  # a tenant GUID, not a keyword
+            self._state.add_tenant(resolved.segment)
         if version not in _VERSIONS:
             raise ValueError(f"version must be '1.0' or '2.0', got {version!r}")
         self._state.replay(resolved.segment, version, Replay(metadata=metadata, jwks=jwks))

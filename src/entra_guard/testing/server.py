@@ -3,11 +3,18 @@
 Binding the socket ourselves tells us the port before the thread starts, and lets a stopped
 server come back on the very same port, so a client that cached the emulator's URL sees the
 identity provider go down and come back, as in an outage.
+
+uvicorn logs through the process-wide ``uvicorn.error`` and ``uvicorn.access`` loggers, which
+belong to the host application (often a uvicorn of its own, serving the API under test). Asked
+for a log level or no access log, uvicorn would set those loggers' levels and drop their
+handlers for the whole process; so the emulator asks for neither, and instead filters its own
+routine records out while it serves. Its warnings and errors still reach the host's log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 import time
@@ -28,6 +35,45 @@ _POLL = 0.002
 _TICK = 0.01
 # Requests still running at stop() (a test's delay fault) are cut after this many seconds.
 _GRACEFUL_SHUTDOWN = 1
+
+
+_THREAD_PREFIX = "entra-emulator-"
+_UVICORN_LOGGERS = ("uvicorn.error", "uvicorn.access")
+
+
+class _QuietEmulatorThreads(logging.Filter):
+    """Drops records below WARNING logged on an emulator's server thread; passes the rest."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        return not threading.current_thread().name.startswith(_THREAD_PREFIX)
+
+
+class _LogFilterHold:
+    """Keeps the filter on uvicorn's loggers while at least one emulator serves, and only then."""
+
+    def __init__(self) -> None:
+        self._filter = _QuietEmulatorThreads()
+        self._lock = threading.Lock()
+        self._holders = 0
+
+    def acquire(self) -> None:
+        with self._lock:
+            if self._holders == 0:
+                for name in _UVICORN_LOGGERS:
+                    logging.getLogger(name).addFilter(self._filter)
+            self._holders += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._holders -= 1
+            if self._holders == 0:
+                for name in _UVICORN_LOGGERS:
+                    logging.getLogger(name).removeFilter(self._filter)
+
+
+_quiet = _LogFilterHold()
 
 
 class _Server(uvicorn.Server):
@@ -93,18 +139,20 @@ class BackgroundServer:
             if self._server is not None:
                 return
             sock = self._bind()
+            _quiet.acquire()
             try:
                 server = _Server(self._config())
                 thread = threading.Thread(
                     target=server.run,
                     kwargs={"sockets": [sock]},
-                    name=f"entra-emulator-{self._port}",
+                    name=f"{_THREAD_PREFIX}{self._port}",
                     daemon=True,
                 )
                 thread.start()
                 self._wait_started(server, thread)
             except BaseException:
                 sock.close()
+                _quiet.release()
                 raise
             self._server, self._thread = server, thread
 
@@ -120,6 +168,7 @@ class BackgroundServer:
             if thread.is_alive():  # pragma: no cover - only if a request refuses to finish
                 server.force_exit = True
                 thread.join(_STOP_TIMEOUT)
+            _quiet.release()
             if self._tls is not None:
                 self._tls.cleanup()
 
@@ -148,9 +197,11 @@ class BackgroundServer:
             http="h11",
             ws="none",
             lifespan=self._lifespan,
-            log_config=None,  # leave the application's logging configuration alone
-            log_level="warning",
-            access_log=False,
+            # All three leave the process's logging as it is (see the module docstring):
+            # access_log=False would empty uvicorn.access of its handlers.
+            log_config=None,
+            log_level=None,
+            access_log=True,
             proxy_headers=False,
             timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN,
             ssl_certfile=files.certfile if files else None,

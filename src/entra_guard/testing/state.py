@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
 from entra_guard.testing.registrations import Registry
+from entra_guard.testing.tenants import MSA_TENANT_ID
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from entra_guard.testing.keys import EmulatorKey
+    from entra_guard.testing.tenants import Tenant
 
 __all__ = [
     "DEFAULT_TOKEN_LIFETIME",
@@ -148,6 +150,10 @@ class EmulatorState:
         self.instance = ""
         #: The one tenant whose token endpoint answers (lower-case GUID).
         self.tenant_id = ""
+        #: Other tenant GUIDs that exist: their discovery documents are served too.
+        self._other_tenants: frozenset[str] = frozenset()
+        #: Every tenant GUID exists (for tests that mint tokens of arbitrary tenants).
+        self.any_tenant = False
         #: Set while stop() runs, so that delayed requests give up waiting.
         self.stopping = False
         #: Token versions whose metadata and keys are published; others answer 404.
@@ -227,6 +233,25 @@ class EmulatorState:
         with self._lock:
             self._counts.clear()
             self._token_requests = 0
+
+    @property
+    def other_tenants(self) -> frozenset[str]:
+        return self._other_tenants
+
+    def add_tenant(self, tid: str) -> None:
+        with self._lock:
+            self._other_tenants = self._other_tenants | {tid}
+
+    def knows(self, tenant: Tenant) -> bool:
+        """Whether Entra would find ``tenant``, or answer AADSTS90002 (tenant not found).
+
+        The multi-tenant keywords and the personal-accounts tenant always exist; a tenant GUID
+        exists if it is the emulator's own, was added, or every GUID is let exist.
+        """
+        tid = tenant.tid
+        if tid is None or tid in (self.tenant_id, MSA_TENANT_ID) or self.any_tenant:
+            return True
+        return tid in self._other_tenants
 
 
 def _check_status(name: str, status: int, *, none_ok: bool = False) -> None:

@@ -77,23 +77,23 @@ def _grant(
     version: EndpointVersion,
 ) -> dict[str, Any]:
     tenant = resolve_tenant(segment)
-    if tenant is None:
+    if tenant is None or not state.knows(tenant):
         raise TokenError.unknown_tenant(segment)
     grant_type = _required(form, "grant_type")
     if grant_type != "client_credentials":
         raise TokenError.unsupported_grant(grant_type)
     if tenant.segment in _TENANTLESS:
         raise TokenError.tenantless_endpoint(tenant.segment)
-    if tenant.tid != state.tenant_id:
-        raise TokenError.unknown_tenant(segment)
 
     client_id = form.get("client_id") or (basic[0] if basic else "")
     if not client_id:
         raise TokenError.missing_parameter("client_id")
     resource = _resource(form, version)
-    client = state.registry.client(client_id)
+    # Registrations live in the emulator's own tenant; another tenant has none of them.
+    home = tenant.tid == state.tenant_id
+    client = state.registry.client(client_id) if home else None
     if client is None:
-        raise TokenError.unknown_client(client_id, state.tenant_id)
+        raise TokenError.unknown_client(client_id, tenant.tid or tenant.segment)
     acr = _authenticate(client, form, basic, endpoint)
     api = state.registry.find_api(resource)
     if api is None:

@@ -92,6 +92,7 @@ def build_claims(
     for name, values in (("roles", roles), ("scopes", scopes)):
         if isinstance(values, str):
             raise ValueError(f"{name} must be a sequence of strings, not the string {values!r}")
+    _check_times(now, lifetime)
     if app_only and scopes:
         raise ValueError(
             "app-only tokens carry roles, not scopes; pass app_only=False, or forge one "
@@ -136,6 +137,24 @@ def build_claims(
     head = {"aud": audience, "iss": iss, "iat": issued_at, "nbf": issued_at}
     head["exp"] = math.floor(now + lifetime)
     return head | dict(sorted(body.items()))
+
+
+def _check_times(now: float, lifetime: float) -> None:
+    """Refuse times that would make a token broken in a way the caller did not ask for.
+
+    A lifetime under one second puts ``exp`` at or before ``nbf``: validators refuse that as an
+    invalid lifetime, not as expired, so it cannot stand in for an expired token.
+    """
+    for name, value in (("now", now), ("lifetime", lifetime)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name} must be a number of seconds, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+    if lifetime < 1:
+        raise ValueError(
+            f"lifetime must be at least 1 second, got {lifetime!r}: for an expired token give "
+            "now= in the past (exp is now + lifetime); to forge exp before nbf, use claims="
+        )
 
 
 def build_header(key: EmulatorKey, *, version: Version, algorithm: str) -> dict[str, Any]:
