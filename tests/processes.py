@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import queue
 import shlex
@@ -25,16 +24,8 @@ CLEAN_ENV = {
 
 
 def example_api() -> list[str]:
-    """uvicorn's arguments that serve the example API, wherever this checkout keeps it: the
-    module shipped in the package, else the file under ``examples/`` (where it lived before)."""
-    try:
-        shipped = importlib.util.find_spec("entra_guard.examples.orders_api") is not None
-    except ModuleNotFoundError:
-        shipped = False
-    if shipped:
-        return ["entra_guard.examples.orders_api:app"]
-    main = Path(__file__).resolve().parents[1] / "examples" / "fastapi_app" / "main.py"
-    return ["--app-dir", str(main.parent), f"{main.stem}:app"]
+    """uvicorn's arguments that serve the example API shipped in the package."""
+    return ["entra_guard.examples.orders_api:app"]
 
 
 def example_api_shell_line(port: int) -> str:

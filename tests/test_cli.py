@@ -222,6 +222,24 @@ def test_inspect_decodes_and_checks(
     assert "Result: valid" in out
 
 
+def test_inspect_with_config_trusts_the_configured_ca_bundle(
+    entra_emulator_https: EntraEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``inspect --config`` follows ENTRA_CA_BUNDLE, as the API it explains does."""
+    idp = entra_emulator_https
+    token = idp.issue_token(roles=["Orders.Read"])
+    monkeypatch.setenv("ENTRA_TENANT_ID", idp.tenant_id)
+    monkeypatch.setenv("ENTRA_AUDIENCES", idp.config().audiences[0])
+    monkeypatch.setenv("ENTRA_INSTANCE", idp.instance)
+    assert main(["inspect", token, "--config"]) == EXIT_UNREACHABLE  # the CA is not trusted
+    capsys.readouterr()
+    monkeypatch.setenv("ENTRA_CA_BUNDLE", str(idp.ca_bundle))
+    assert main(["inspect", token, "--config"]) == EXIT_OK
+    assert "Result: valid" in capsys.readouterr().out
+
+
 def test_inspect_shows_every_failed_check(
     entra_emulator: EntraEmulator, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -108,7 +108,8 @@ def run_inspect(args: argparse.Namespace) -> int:
         config = _config(args)
     except ValueError as exc:
         return fail(str(exc), EXIT_USAGE)
-    verify: ssl.SSLContext | bool = True
+    # --ca-bundle, else the configuration's own (ENTRA_CA_BUNDLE with --config), else the system's
+    verify: ssl.SSLContext | bool = config.ssl_context or True
     if args.ca_bundle:
         verify = ssl.create_default_context(cafile=args.ca_bundle)
     client = httpx.AsyncClient(verify=verify, follow_redirects=False, timeout=config.fetch_timeout)
