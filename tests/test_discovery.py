@@ -198,6 +198,23 @@ async def test_never_reachable_gives_keys_unavailable_and_backs_off(clock: FakeC
     await keys.aclose()
 
 
+async def test_a_tenant_that_does_not_exist_is_named_in_the_log(
+    entra_emulator: EntraEmulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Entra refuses discovery for a tenant that does not exist with 400 AADSTS90002: the log
+    says so and names the setting, instead of a bare "HTTP 400" that reads as an outage."""
+    wrong = str(uuid.uuid4())
+    keys = store(entra_emulator, clock, tenant_id=wrong)
+    with pytest.raises(KeysUnavailable):
+        await keys.get_key_set("2.0")
+    [record] = [r for r in caplog.records if r.name == "entra_guard.discovery"]
+    message = record.getMessage()
+    assert "HTTP 400 (invalid_tenant: AADSTS90002: Tenant '" in message
+    assert wrong in message
+    assert "check tenant_id (ENTRA_TENANT_ID)" in message
+    await keys.aclose()
+
+
 async def test_cold_failure_then_recovery(entra_emulator: EntraEmulator, clock: FakeClock) -> None:
     check = validator_for(entra_emulator, clock)
     token = entra_emulator.issue_token(roles=["Orders.Read"])

@@ -32,6 +32,7 @@ import json
 import logging
 import math
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -511,7 +512,8 @@ class KeyStore:
         async with self._http().stream("GET", url) as response:
             if response.status_code != 200:
                 status = response.status_code
-                raise _FetchError(f"GET {url} answered HTTP {status}", status=status)
+                said = await _error_said(response)
+                raise _FetchError(f"GET {url} answered HTTP {status}{said}", status=status)
             declared = response.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > limit:
                 raise _FetchError(f"GET {url} is larger than {limit} bytes")
@@ -527,6 +529,38 @@ class KeyStore:
         if not isinstance(document, dict):
             raise _FetchError(f"GET {url} did not answer a JSON object")
         return document
+
+
+_MAX_ERROR_BYTES = 4096
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]+")
+
+
+async def _error_said(response: httpx.Response) -> str:
+    """What an error answer says, for the log: `` (error: AADSTS...: first line)``, else ``""``.
+
+    Entra explains a refused discovery in an OAuth error body (AADSTS90002 for a tenant that
+    does not exist); without it an operator sees only "HTTP 400". Read at most 4 KiB, printable
+    ASCII only, and a hint where the cause is a setting of ours.
+    """
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > _MAX_ERROR_BYTES:
+            return ""
+    try:
+        document = json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        return ""
+    if not isinstance(document, dict):
+        return ""
+    error, description = document.get("error"), document.get("error_description")
+    if not isinstance(error, str) or not isinstance(description, str):
+        return ""
+    first_line = description.strip().splitlines()[0] if description.strip() else ""
+    said = _UNPRINTABLE.sub(" ", f"{error}: {first_line}")[:300]
+    if description.startswith("AADSTS90002:"):  # Entra: "Tenant '...' not found."
+        said += "; check tenant_id (ENTRA_TENANT_ID)"
+    return f" ({said})"
 
 
 def _acceptable_url(url: str) -> bool:
