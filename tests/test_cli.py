@@ -469,3 +469,21 @@ def _call_the_example_api(exports: list[str], get_a_token: str) -> str:
         finally:
             stop(api)
         return log.rest()
+
+
+@pytest.mark.parametrize(("command", "extra"), [("emulator", "testing"), ("demo", "demo")])
+def test_a_command_whose_extra_is_missing_says_which_to_install(command: str, extra: str) -> None:
+    """``pip install entra-guard`` is the library alone: no uvicorn, so no emulator or demo."""
+    without_uvicorn = (
+        "import sys; sys.modules['uvicorn'] = None; "  # what an install without the extra has
+        f"from entra_guard.cli import main; sys.exit(main([{command!r}]))"
+    )
+    done = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", without_uvicorn],
+        capture_output=True, text=True, env=CLEAN_ENV, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == EXIT_USAGE, done.stderr
+    assert done.stderr.strip() == (
+        f"entra-guard: 'entra-guard {command}' needs uvicorn: pip install 'entra-guard[{extra}]'"
+    )
+    assert "Traceback" not in done.stderr

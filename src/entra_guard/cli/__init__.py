@@ -127,6 +127,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    try:
+        return _dispatch(args)
+    except ModuleNotFoundError as exc:
+        # `pip install entra-guard` is the library alone; the emulator and the demo need extras.
+        extra = _EXTRA_OF_COMMAND.get(args.command)
+        if extra is None or exc.name not in _EXTRA_MODULES:
+            raise
+        return fail(
+            f"'entra-guard {args.command}' needs {exc.name}: pip install 'entra-guard[{extra}]'",
+            EXIT_USAGE,
+        )
+
+
+#: The extra each command needs beyond the library, and the modules only extras install.
+_EXTRA_OF_COMMAND = {"emulator": "testing", "demo": "demo"}
+_EXTRA_MODULES = frozenset({"uvicorn", "fastapi"})
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "emulator":
         from entra_guard.cli.emulator import run_emulator  # noqa: PLC0415  # import on demand
 
