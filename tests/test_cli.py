@@ -168,7 +168,10 @@ def test_token_scope_hints_name_the_resource_meant(
 
 
 def test_token_with_a_certificate_over_https(
-    entra_emulator_https: EntraEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    entra_emulator_https: EntraEmulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     idp = entra_emulator_https
     idp.register_api(app_id_uri=DEMO_API, roles=["Orders.Read"])
@@ -190,9 +193,23 @@ def test_token_with_a_certificate_over_https(
         str(pem),
     ]
     assert main(args) == EXIT_UNREACHABLE  # the emulator's CA is not trusted by default
-    capsys.readouterr()
+    assert "certificate is not trusted: give --ca-bundle" in capsys.readouterr().err
     assert main([*args, "--ca-bundle", str(idp.ca_bundle)]) == EXIT_OK
     assert capsys.readouterr().out.count(".") == 2
+    # what `entra-guard emulator --https` prints to export is enough, as for the API
+    monkeypatch.setenv("ENTRA_CA_BUNDLE", str(idp.ca_bundle))
+    assert main(args) == EXIT_OK
+    assert capsys.readouterr().out.count(".") == 2
+
+
+def test_inspect_says_a_usage_error_before_any_output(
+    entra_emulator: EntraEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = entra_emulator.issue_token(roles=["Orders.Read"])
+    assert main(["inspect", token, "--tenant-id", entra_emulator.tenant_id]) == EXIT_USAGE
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "checking needs --tenant-id and --audience" in err
 
 
 def test_inspect_decodes_and_checks(

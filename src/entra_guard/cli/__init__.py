@@ -32,6 +32,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 EXIT_BROKEN_PIPE = 141
 
 
+_CA_BUNDLE_HELP = "CA bundle to trust, e.g. the emulator's (default: $ENTRA_CA_BUNDLE)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="entra-guard",
@@ -76,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="https://login.microsoftonline.com",
         help="authority host (default %(default)s)",
     )
-    token.add_argument("--ca-bundle", metavar="PEM", help="CA bundle to trust (the emulator's)")
+    token.add_argument("--ca-bundle", metavar="PEM", default=os.environ.get("ENTRA_CA_BUNDLE"),
+                       help=_CA_BUNDLE_HELP)  # fmt: skip
     token.add_argument("--json", action="store_true", help="print the whole answer as JSON")
 
     inspect = commands.add_parser(
@@ -91,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--allowed-tenant", action="append", help="multi-tenant allow-list")
     inspect.add_argument("--instance", help="authority host (default: the public cloud)")
     inspect.add_argument("--config", action="store_true", help="read ENTRA_* variables instead")
-    inspect.add_argument("--ca-bundle", metavar="PEM", help="CA bundle to trust (the emulator's)")
+    inspect.add_argument("--ca-bundle", metavar="PEM", default=os.environ.get("ENTRA_CA_BUNDLE"),
+                         help=_CA_BUNDLE_HELP)  # fmt: skip
     inspect.add_argument("--now", type=float, help="check as of this Unix time")
 
     commands.add_parser(

@@ -44,6 +44,8 @@ def run_token(args: argparse.Namespace) -> int:
         except TokenRequestError as exc:
             code = EXIT_UNREACHABLE if exc.status_code is None else EXIT_FAILED
             details = f" [{exc.aadsts}]" if exc.aadsts else ""
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                details += "; the server's certificate is not trusted: give --ca-bundle PEM"
             return fail(f"{exc}{details}", code)
     if args.json:
         answer = {

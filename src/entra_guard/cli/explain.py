@@ -101,13 +101,15 @@ def run_inspect(args: argparse.Namespace) -> int:
     except InvalidToken as exc:
         return fail(f"not a JWT: {exc.description}")
     now = time.time() if args.now is None else args.now
+    config = None
+    if args.config or args.tenant_id or args.audience:
+        try:  # a usage error is said before any output, not after the decoded token
+            config = _config(args)
+        except ValueError as exc:
+            return fail(str(exc), EXIT_USAGE)
     describe_token(parsed, now=now, out=sys.stdout)
-    if not (args.config or args.tenant_id or args.audience):
+    if config is None:
         return EXIT_OK
-    try:
-        config = _config(args)
-    except ValueError as exc:
-        return fail(str(exc), EXIT_USAGE)
     # --ca-bundle, else the configuration's own (ENTRA_CA_BUNDLE with --config), else the system's
     verify: ssl.SSLContext | bool = config.ssl_context or True
     if args.ca_bundle:
