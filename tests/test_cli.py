@@ -202,6 +202,25 @@ def test_token_with_a_certificate_over_https(
     assert capsys.readouterr().out.count(".") == 2
 
 
+def test_inspect_explains_keys_it_cannot_have(
+    entra_emulator: EntraEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A wrong --tenant-id: what the identity provider said and the token's tenant, not a bare
+    "try again later" and a stray "retrying in 1 s" log line on stderr."""
+    token = entra_emulator.issue_token(roles=["Orders.Read"])
+    wrong = "11111111-1111-1111-1111-111111111111"
+    args = ["inspect", token, "--tenant-id", wrong, "--audience", "api://x",
+            "--instance", entra_emulator.instance]  # fmt: skip
+    assert main(args) == EXIT_UNREACHABLE
+    out, err = capsys.readouterr()
+    assert "[FAIL] signing key" in out
+    assert "AADSTS90002" in out
+    assert "check tenant_id (ENTRA_TENANT_ID)" in out
+    assert f"tid {json.dumps(entra_emulator.tenant_id)}" in out
+    assert f"keys of tenant {wrong}" in out
+    assert "retrying" not in err
+
+
 def test_inspect_says_a_usage_error_before_any_output(
     entra_emulator: EntraEmulator, capsys: pytest.CaptureFixture[str]
 ) -> None:

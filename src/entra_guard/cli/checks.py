@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any, TextIO, TypeVar
@@ -69,11 +70,25 @@ async def check_token(
         if header is None or version is None:
             return report.first_failure
         algorithm, alg, kid, x5t = header
-        try:
-            keyset, key = await validator.key_store.find_key(version, kid, x5t)
-        except EntraGuardError as exc:  # no keys at all: nothing further can be checked
-            report.check("signing key", _raising(exc), str)
-            return exc
+        with _DiscoveryLog() as said:
+            try:
+                keyset, key = await validator.key_store.find_key(version, kid, x5t)
+            except EntraGuardError as exc:  # no keys at all: nothing further can be checked
+                metadata_url = validator.key_store.metadata_url(version)
+                report.check(
+                    "signing key",
+                    _raising(exc),
+                    str,
+                    lambda: [
+                        *(("identity provider", line) for line in said.lines),
+                        (
+                            "token",
+                            f"tid {_show(claims.get('tid'))}, iss {_show(claims.get('iss'))}",
+                        ),
+                        ("expected", f"keys of tenant {config.tenant_id} at {metadata_url}"),
+                    ],
+                )
+                return exc
         if key is None:
             missing = InvalidToken("key_not_found", "The signature key was not found")
             published = ", ".join(sorted(keyset.by_kid)) or "none"
@@ -159,6 +174,35 @@ def _check_claims(
             lambda p: "grants " + (" ".join(sorted(p.roles | p.scopes)) or "nothing"),
             lambda: _permissions_evidence(claims, config, client_id),
         )
+
+
+class _DiscoveryLog(logging.Handler):
+    """Collects what discovery logs while inspect asks for keys, to print it as evidence.
+
+    Left to Python's last-resort handler, those lines would reach stderr unexplained ("retrying in
+    1 s" from a command that is about to exit).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+        self._logger = logging.getLogger("entra_guard.discovery")
+        self._propagate = self._logger.propagate
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    def __enter__(self) -> _DiscoveryLog:
+        self._level = self._logger.level
+        self._logger.addHandler(self)
+        self._logger.setLevel(logging.INFO)
+        self._logger.propagate = False
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._level)
+        self._logger.propagate = self._propagate
 
 
 class _Report:
