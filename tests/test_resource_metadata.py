@@ -9,6 +9,7 @@ import re
 import secrets
 from collections.abc import Iterator
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
@@ -535,6 +536,28 @@ def test_on_fastapi_behind_a_root_path(entra_emulator: EntraEmulator) -> None:
         assert "resource_metadata" not in forbidden.headers["www-authenticate"]
         reader = entra_emulator.issue_token(app_only=False, scopes=["Orders.Read"])
         assert client.get("/api/orders", headers=bearer(reader)).json() == ["coffee beans"]
+
+
+def test_the_readmes_snippet_as_written(
+    entra_emulator: EntraEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Protected-resource metadata (RFC 9728)", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert match is not None
+    monkeypatch.setenv("ENTRA_TENANT_ID", entra_emulator.tenant_id)
+    monkeypatch.setenv("ENTRA_AUDIENCES", DEFAULT_AUDIENCE)
+    monkeypatch.setenv("ENTRA_INSTANCE", entra_emulator.instance)
+    app = Starlette(routes=ROUTES)
+    exec(compile(match.group(1), "README.md", "exec"), {"app": app})  # noqa: S102
+    with TestClient(app, base_url="https://api.contoso.com") as client:
+        document = client.get(WELL_KNOWN_PATH).json()
+        refused = client.get("/orders")
+    assert document["resource"] == "https://api.contoso.com"
+    assert document["resource_name"] == "Orders API"
+    assert refused.headers["www-authenticate"] == (
+        f'Bearer resource_metadata="https://api.contoso.com{WELL_KNOWN_PATH}"'
+    )
 
 
 # -- an OAuth client's walk, over real HTTP -----------------------------------------------------
