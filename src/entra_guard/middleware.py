@@ -122,20 +122,12 @@ class EntraAuthMiddleware:
         self._accept_query_token = accept_query_token
         self._prefetch_keys = prefetch_keys
         self._on_outcome = on_outcome
-        self._metadata: MetadataEndpoint | None = None
-        self._metadata_paths: frozenset[str] = frozenset()
-        self._metadata_url: str | None = None
-        if resource_metadata is not None:
-            if not isinstance(resource_metadata, ProtectedResource):
-                raise ValueError(
-                    f"resource_metadata must be a ProtectedResource, got {resource_metadata!r}"
-                )
-            methods = ("header", "query") if accept_query_token else ("header",)
-            self._metadata = MetadataEndpoint(
-                resource_metadata, validator.config, bearer_methods=methods
-            )
-            self._metadata_paths = self._metadata.paths
-            self._metadata_url = self._metadata.url
+        methods = ("header", "query") if accept_query_token else ("header",)
+        self._metadata = None if resource_metadata is None else MetadataEndpoint(
+            resource_metadata, validator.config, bearer_methods=methods
+        )  # fmt: skip
+        self._metadata_paths = self._metadata.paths if self._metadata else frozenset[str]()
+        self._metadata_url = self._metadata.url if self._metadata else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]

@@ -150,6 +150,8 @@ class MetadataEndpoint:
         *,
         bearer_methods: Sequence[str] = ("header",),
     ) -> None:
+        if not isinstance(resource, ProtectedResource):
+            raise ValueError(f"resource_metadata must be a ProtectedResource, got {resource!r}")
         self.resource = resource
         #: The absolute URL 401 challenges name.
         self.url = resource.metadata_url
