@@ -436,9 +436,10 @@ def test_exclusions_do_not_swallow_the_document(entra_emulator: EntraEmulator) -
 def test_behind_a_root_path(entra_emulator: EntraEmulator) -> None:
     """``uvicorn --root-path /api`` behind a proxy: the public resource is ``.../api``.
 
-    The client asks for ``/.well-known/oauth-protected-resource/api`` at the origin. Whether
-    the proxy forwards that with or without the app's prefix, the path the app routes on is
-    the same, and the middleware answers it.
+    The client asks for ``/.well-known/oauth-protected-resource/api`` at the origin and the
+    proxy forwards it as it is: uvicorn prepends the root path to it (the first request below),
+    another server may not (the second); the path the app routes on is the same, and the
+    middleware answers it. tests/test_deployment.py does this with a real uvicorn and proxy.
     """
     metadata = resource("https://contoso.test/api")
     app = make_app(entra_emulator.config(), resource_metadata=metadata)
