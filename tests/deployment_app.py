@@ -7,6 +7,7 @@ and for the deployment under test
   the README's order), ``inner`` (added before it), or unset (no CORS);
 - ``DEPLOYMENT_ALLOW_ORIGIN``: the one origin CORS allows;
 - ``DEPLOYMENT_ROOT_PATH``: ``FastAPI(root_path=...)``, for a proxy that keeps the prefix;
+- ``DEPLOYMENT_RESOURCE``: publish protected-resource metadata for this public URL;
 - ``DEPLOYMENT_TWICE``: add EntraAuthMiddleware a second time, as a mistake.
 """
 
@@ -17,11 +18,12 @@ import os
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from entra_guard import EntraAuthMiddleware, EntraConfig
+from entra_guard import EntraAuthMiddleware, EntraConfig, ProtectedResource
 from entra_guard.fastapi import Principal
 
 PUBLIC_PATHS = ["/health", "/docs", "/docs/oauth2-redirect", "/openapi.json"]
 PUBLIC_PREFIXES = ["/public/"]
+SCOPE = "api://orders/Orders.Read"
 
 
 def create_app() -> FastAPI:
@@ -32,11 +34,15 @@ def create_app() -> FastAPI:
     if cors == "inner":
         _add_cors(app)
     config = EntraConfig.from_env()
+    resource = os.environ.get("DEPLOYMENT_RESOURCE")
     app.add_middleware(
         EntraAuthMiddleware,
         config=config,
         exclude_paths=PUBLIC_PATHS,
         exclude_prefixes=PUBLIC_PREFIXES,
+        resource_metadata=ProtectedResource(resource=resource, scopes_supported=[SCOPE])
+        if resource
+        else None,
     )
     if os.environ.get("DEPLOYMENT_TWICE"):
         app.add_middleware(EntraAuthMiddleware, config=config)

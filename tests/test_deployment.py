@@ -69,17 +69,24 @@ def uvicorn_process(
         process.wait(_EXIT_TIMEOUT)
 
 
-def prefix_proxy(upstream: str, prefix: str, *, strip: bool) -> BackgroundServer:
-    """A reverse proxy serving ``upstream`` under ``prefix``, forwarding it or stripping it."""
+def prefix_proxy(
+    upstream: str, prefix: str, *, strip: bool, also: tuple[str, ...] = ()
+) -> BackgroundServer:
+    """A reverse proxy serving ``upstream`` under ``prefix``, forwarding it or stripping it;
+    the exact paths ``also`` (outside the prefix) are forwarded as they are."""
+    passed = {path.encode() for path in also}
 
     async def proxy(scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "http"
         raw_path: bytes = scope["raw_path"]
-        if not raw_path.startswith(prefix.encode() + b"/"):
+        if raw_path in passed:
+            target = raw_path
+        elif not raw_path.startswith(prefix.encode() + b"/"):
             await send({"type": "http.response.start", "status": 404, "headers": []})
             await send({"type": "http.response.body", "body": b""})
             return
-        target = raw_path[len(prefix) :] if strip else raw_path
+        else:
+            target = raw_path[len(prefix) :] if strip else raw_path
         if scope["query_string"]:
             target += b"?" + scope["query_string"]
         body = b""
@@ -103,8 +110,8 @@ def prefix_proxy(upstream: str, prefix: str, *, strip: bool) -> BackgroundServer
 
 
 @contextmanager
-def behind(upstream: str, prefix: str, *, strip: bool) -> Iterator[str]:
-    server = prefix_proxy(upstream, prefix, strip=strip)
+def behind(upstream: str, prefix: str, *, strip: bool, also: tuple[str, ...] = ()) -> Iterator[str]:
+    server = prefix_proxy(upstream, prefix, strip=strip, also=also)
     server.start()
     try:
         yield f"http://127.0.0.1:{server.port}"
@@ -148,6 +155,33 @@ def test_behind_a_proxy_that_keeps_the_prefix(idp: EntraEmulator, tmp_path: Path
         behind(api.url, "/api", strip=False) as proxy,
     ):
         check_prefixed_api(idp, proxy)
+
+
+@pytest.mark.parametrize("strip", [True, False], ids=["strips", "keeps"])
+def test_protected_resource_metadata_behind_a_proxy(
+    idp: EntraEmulator, tmp_path: Path, strip: bool
+) -> None:
+    """The proxy forwards the origin's well-known URL as it is, beside the prefix it serves;
+    uvicorn prepends ``--root-path`` to it, and the middleware still finds it. The challenge
+    names the public URL from the configuration, whatever host the request came to."""
+    public = "https://contoso.test/api"
+    document_path = "/.well-known/oauth-protected-resource/api"
+    server = {"root_path": "/api"} if not strip else {}
+    options = ("--root-path", "/api") if strip else ()
+    with (
+        uvicorn_process(idp, tmp_path / "uvicorn.log", *options, resource=public, **server) as api,
+        behind(api.url, "/api", strip=strip, also=(document_path,)) as proxy,
+        httpx.Client(base_url=proxy) as client,
+    ):
+        refused = client.get("/api/me")
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"] == (
+            f'Bearer resource_metadata="https://contoso.test{document_path}"'
+        )
+        document = client.get(document_path)
+        assert document.status_code == 200
+        assert document.json()["resource"] == public
+        assert client.get("/api/health").status_code == 200
 
 
 @pytest.fixture(scope="module", params=["outer", "inner"])

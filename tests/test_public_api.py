@@ -20,6 +20,7 @@ PUBLIC = [
     "KeyStore",
     "KeysUnavailable",
     "MissingToken",
+    "ProtectedResource",
     "TokenValidator",
 ]
 TESTING = ["DEFAULT_AUDIENCE", "DEFAULT_CLIENT_ID", "REMOVE", "EmulatorKey", "EntraEmulator"]
@@ -31,8 +32,8 @@ def test_public_api_is_pinned() -> None:
     public = {name for name in vars(entra_guard) if not name.startswith("_")}
     modules = {
         "authorization", "bearer", "claims", "cli", "client", "config", "discovery", "errors",
-        "fastapi", "jwks", "middleware", "parsing", "principal", "starlette", "token_cache",
-        "validation",
+        "fastapi", "jwks", "middleware", "parsing", "principal", "resource_metadata", "starlette",
+        "token_cache", "validation",
     }  # fmt: skip
     assert public - modules - {"testing", "examples"} == set(PUBLIC)
 

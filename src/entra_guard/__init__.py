@@ -12,6 +12,7 @@ from entra_guard.errors import (
 )
 from entra_guard.middleware import AuthOutcome, EntraAuthMiddleware
 from entra_guard.principal import EntraPrincipal
+from entra_guard.resource_metadata import ProtectedResource
 from entra_guard.validation import TokenValidator
 
 __all__ = [
@@ -26,5 +27,6 @@ __all__ = [
     "KeyStore",
     "KeysUnavailable",
     "MissingToken",
+    "ProtectedResource",
     "TokenValidator",
 ]

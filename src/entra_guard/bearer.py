@@ -78,8 +78,14 @@ def _query_token(scope: Scope) -> str | None:
     return None
 
 
-def error_response(exc: EntraGuardError) -> tuple[int, Headers, bytes]:
-    """Status, headers and JSON body for a failure; the body repeats the challenge's words."""
+def error_response(
+    exc: EntraGuardError, *, resource_metadata: str | None = None
+) -> tuple[int, Headers, bytes]:
+    """Status, headers and JSON body for a failure; the body repeats the challenge's words.
+
+    ``resource_metadata`` is the absolute URL of the API's RFC 9728 document, named in the
+    challenge of a 401 (see :func:`challenge`).
+    """
     body = json.dumps(
         {
             "error": exc.error_code or _body_error(exc),
@@ -94,18 +100,27 @@ def error_response(exc: EntraGuardError) -> tuple[int, Headers, bytes]:
     if isinstance(exc, KeysUnavailable):
         headers.append((b"retry-after", str(exc.retry_after).encode()))
     else:
-        headers.append((b"www-authenticate", challenge(exc).encode("ascii")))
+        value = challenge(exc, resource_metadata=resource_metadata)
+        headers.append((b"www-authenticate", value.encode("ascii")))
     return exc.status_code, headers, body
 
 
-def challenge(exc: EntraGuardError) -> str:
-    """The ``WWW-Authenticate`` value: bare ``Bearer`` when credentials were simply missing."""
-    if exc.error_code is None:
-        return "Bearer"
-    parts = [f'error="{exc.error_code}"', f'error_description="{_quoted(exc.description)}"']
-    if isinstance(exc, InsufficientPermissions) and exc.required:
-        parts.append(f'scope="{_quoted(exc.required)}"')
-    return "Bearer " + ", ".join(parts)
+def challenge(exc: EntraGuardError, *, resource_metadata: str | None = None) -> str:
+    """The ``WWW-Authenticate`` value: bare ``Bearer`` when credentials were simply missing.
+
+    With ``resource_metadata`` (a URL of RFC 3986 characters, which need no escaping in a
+    quoted-string), a 401 also names the API's protected-resource metadata, where a client
+    learns how to get a token (RFC 9728 5.1). A 403 keeps only ``scope``: the caller already
+    knows where tokens come from and needs more of them, not directions.
+    """
+    parts = []
+    if exc.error_code is not None:
+        parts += [f'error="{exc.error_code}"', f'error_description="{_quoted(exc.description)}"']
+        if isinstance(exc, InsufficientPermissions) and exc.required:
+            parts.append(f'scope="{_quoted(exc.required)}"')
+    if resource_metadata is not None and exc.status_code == 401:
+        parts.append(f'resource_metadata="{_quoted(resource_metadata)}"')
+    return "Bearer " + ", ".join(parts) if parts else "Bearer"
 
 
 def _body_error(exc: EntraGuardError) -> str:

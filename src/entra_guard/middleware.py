@@ -10,8 +10,10 @@ Three things it deliberately lets through without a token: excluded paths, match
 path the app routes on (``path`` without ``root_path``, as Starlette's router does, so an app
 served under a prefix keeps its health checks public); CORS preflights, which browsers send
 without credentials (Fetch standard, "CORS-preflight request"); and, with ``optional=True``,
-requests without credentials. It refuses to run inside another ``EntraAuthMiddleware``: the
-token would be validated twice and the inner one's options would silently do nothing.
+requests without credentials. With ``resource_metadata=``, it answers the RFC 9728 document
+itself (HTTP only, before any exclusion, no token looked at) and names it in its 401 challenges.
+It refuses to run inside another ``EntraAuthMiddleware``: the token would be validated twice and
+the inner one's options would silently do nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from entra_guard.bearer import bearer_token, error_response
 from entra_guard.config import EntraConfig
 from entra_guard.errors import EntraGuardError, InvalidToken, KeysUnavailable, MissingToken
 from entra_guard.principal import EntraPrincipal
+from entra_guard.resource_metadata import MetadataEndpoint, ProtectedResource
 from entra_guard.validation import TokenValidator
 
 __all__ = ["STATE_KEY", "AuthOutcome", "EntraAuthMiddleware"]
@@ -77,7 +80,13 @@ class EntraAuthMiddleware:
     principal and routes decide; a token that is present must still be valid.
 
     A CORS preflight (``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``, which
-    browsers send without credentials) passes without a principal. Installed inside another
+    browsers send without credentials) passes without a principal.
+
+    ``resource_metadata=ProtectedResource(resource="https://api.contoso.com", scopes_supported=
+    ["api://orders/Orders.Read"])`` publishes RFC 9728 protected-resource metadata at
+    ``/.well-known/oauth-protected-resource`` (and the path-suffixed form for a ``resource``
+    with a path), and 401 challenges then carry ``resource_metadata="<its absolute URL>"``; off
+    by default. Installed inside another
     ``EntraAuthMiddleware``, it fails the app's start-up (lifespan) or raises ``RuntimeError`` on
     the first request.
     """
@@ -94,6 +103,7 @@ class EntraAuthMiddleware:
         accept_query_token: bool = False,
         prefetch_keys: bool = True,
         on_outcome: OutcomeHook | None = None,
+        resource_metadata: ProtectedResource | None = None,
     ) -> None:
         if (config is None) == (validator is None):
             raise ValueError("give exactly one of config= or validator=")
@@ -112,6 +122,12 @@ class EntraAuthMiddleware:
         self._accept_query_token = accept_query_token
         self._prefetch_keys = prefetch_keys
         self._on_outcome = on_outcome
+        methods = ("header", "query") if accept_query_token else ("header",)
+        self._metadata = None if resource_metadata is None else MetadataEndpoint(
+            resource_metadata, validator.config, bearer_methods=methods
+        )  # fmt: skip
+        self._metadata_paths = self._metadata.paths if self._metadata else frozenset[str]()
+        self._metadata_url = self._metadata.url if self._metadata else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]
@@ -128,6 +144,11 @@ class EntraAuthMiddleware:
         root_path = scope.get("root_path")
         if root_path and path.startswith(root_path):
             path = _route_path(path, root_path)
+        # Before the exclusions: an excluded "/.well-known/" prefix must not hand the document
+        # to the app, which has no route for it. Off, this is one lookup in an empty set.
+        if path in self._metadata_paths and scope_type == "http" and self._metadata is not None:
+            await self._metadata(scope, receive, send)
+            return
         if path in self._exclude_paths or path.startswith(self._exclude_prefixes):
             await self.app(scope, receive, send)
             return
@@ -200,7 +221,7 @@ class EntraAuthMiddleware:
                    exc.reason, exc.status_code)  # fmt: skip
         if self._on_outcome is not None:
             await _report(self._on_outcome, scope, exc.status_code, exc.reason, None)
-        status, headers, body = error_response(exc)
+        status, headers, body = error_response(exc, resource_metadata=self._metadata_url)
         if scope["type"] == "http":
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
