@@ -78,6 +78,9 @@ def register_client(
     new_secret: bool = False,
     new_certificate: bool = False,
     client_id: str | None = None,
+    type: str = "confidential",  # the portal's word for it
+    redirect_uris: Sequence[str] = (),
+    scopes: Mapping[str, Sequence[str]] | None = None,
 ) -> ClientRegistration:
     """Register a client, generating a secret and/or a certificate (with its key) if asked."""
     all_secrets = [generate_secret(), *secrets] if new_secret else list(secrets)
@@ -95,6 +98,9 @@ def register_client(
         certificates=loaded,
         private_key_pem=private_key_pem,
         client_id=client_id,
+        type=type,
+        redirect_uris=redirect_uris,
+        scopes=scopes,
     )
 
 
