@@ -27,7 +27,7 @@ from starlette.testclient import TestClient
 from entra_guard import EntraAuthMiddleware
 from entra_guard.starlette import principal_of, require_scopes
 from entra_guard.testing import EntraEmulator
-from entra_guard.testing.delegated import GrantStore, SignIn
+from entra_guard.testing.delegated import GrantStore, RefreshGrant, SignIn
 from entra_guard.testing.token_errors import TokenError
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def authorize_url(tenant: Tenant, client: ClientRegistration, **params: str) -> 
     query = {
         "client_id": client.client_id,
         "response_type": "code",
-        "redirect_uri": client.redirect_uris[0],
+        "redirect_uri": client.redirect_uris[0] if client.redirect_uris else REDIRECT,
         "scope": "api://orders/Orders.Read openid profile offline_access",
         "state": "s-123",
         **params,
@@ -307,3 +307,277 @@ def test_a_v1_api_gets_a_v1_user_token(tenant: Tenant) -> None:
     assert "roles" not in access  # Adele's role is on the orders API only
     assert "refresh_token" not in answer  # no offline_access
     assert "id_token" in answer
+
+
+# -- errors at /authorize: a page where the redirect URI cannot be trusted, else a redirect ----
+
+
+def error_page(response: httpx.Response) -> str:
+    assert response.status_code == 400
+    assert "location" not in response.headers  # never redirected
+    assert "having trouble signing you in" in response.text
+    return response.text
+
+
+def test_an_unknown_client_is_shown_a_page(tenant: Tenant) -> None:
+    url = authorize_url(tenant, tenant.native, client_id="0b8e4d57-1111-4c2a-8f43-1d1e3a5b7c9d")
+    assert "AADSTS700016" in error_page(httpx.get(url))
+
+
+@pytest.mark.parametrize(
+    ("redirect_uri", "code"),
+    [("https://evil.example/callback", "AADSTS50011"), ("", "AADSTS900971")],
+)
+def test_a_redirect_uri_not_registered_is_shown_a_page(
+    tenant: Tenant, redirect_uri: str, code: str
+) -> None:
+    page = error_page(httpx.get(authorize_url(tenant, tenant.native, redirect_uri=redirect_uri)))
+    assert code in page
+    if redirect_uri:  # echoed, and escaped
+        assert "https://evil.example/callback" in page
+
+
+def test_a_client_without_redirect_uris_is_shown_a_page(tenant: Tenant) -> None:
+    daemon = tenant.idp.register_client(name="daemon-no-uris")
+    url = authorize_url(tenant, daemon, redirect_uri=REDIRECT)
+    assert "AADSTS500113" in error_page(httpx.get(url))
+
+
+@pytest.mark.parametrize(
+    ("scope", "error", "code"),
+    [
+        ("api://orders/Orders.Delete", "invalid_scope", 70011),  # not exposed
+        ("api://nowhere/Thing.Read", "invalid_resource", 500011),
+        ("api://orders/Orders.Write", "consent_required", 65001),  # exposed, not consented
+        ("openid profile", "invalid_scope", 70011),  # no API named (Graph is not emulated)
+    ],
+)
+def test_scopes_it_cannot_grant_are_redirected_as_errors(
+    tenant: Tenant, scope: str, error: str, code: int
+) -> None:
+    response = httpx.get(authorize_url(tenant, tenant.native, scope=scope))
+    answer = redirected(response)
+    assert response.headers["location"].startswith(REDIRECT + "?")
+    assert answer["error"] == error
+    assert answer["error_description"].startswith(f"AADSTS{code}: ")
+    assert answer["state"] == "s-123"
+    assert "code" not in answer
+
+
+def test_prompt_none_has_no_session_to_use(tenant: Tenant) -> None:
+    answer = redirected(httpx.get(authorize_url(tenant, tenant.native, prompt="none")))
+    assert answer["error"] == "login_required"
+    assert answer["error_description"].startswith("AADSTS50058: ")
+
+
+def test_an_s256_challenge_of_the_wrong_size_is_refused(tenant: Tenant) -> None:
+    url = authorize_url(
+        tenant, tenant.native, code_challenge="x" * 50, code_challenge_method="S256"
+    )
+    answer = redirected(httpx.get(url))
+    assert (answer["error"], answer["error_description"][:13]) == (
+        "invalid_request",
+        "AADSTS501491:",
+    )
+
+
+@pytest.mark.parametrize(
+    ("login", "password", "code"),
+    [
+        ("adele@contoso.test", "not-her-password", "AADSTS50126"),
+        ("nobody@contoso.test", "whatever", "AADSTS50034"),
+    ],
+)
+def test_a_wrong_password_shows_the_page_again(
+    tenant: Tenant, login: str, password: str, code: str
+) -> None:
+    response = sign_in(authorize_url(tenant, tenant.native), login, password)
+    assert response.status_code == 200
+    assert code in response.text
+    assert f'value="{login}"' in response.text  # the name stays filled in
+    assert password not in response.text
+
+
+def test_the_login_hint_fills_in_the_user_name(tenant: Tenant) -> None:
+    page = httpx.get(authorize_url(tenant, tenant.native, login_hint="adele@contoso.test"))
+    assert 'name="login" type="email" value="adele@contoso.test"' in page.text
+
+
+def test_response_mode_fragment_and_form_post(tenant: Tenant) -> None:
+    fragment = sign_in(
+        authorize_url(tenant, tenant.native, response_mode="fragment"),
+        "adele@contoso.test",
+        tenant.adele.password,
+    )
+    assert fragment.status_code == 302
+    location = urlsplit(fragment.headers["location"])
+    assert not location.query
+    assert {"code", "state"} <= set(parse_qs(location.fragment))
+
+    posted = sign_in(
+        authorize_url(tenant, tenant.native, response_mode="form_post", state="a&b<c>"),
+        "adele@contoso.test",
+        tenant.adele.password,
+    )
+    assert posted.status_code == 200
+    assert f'<form method="POST" name="hiddenform" action="{REDIRECT}">' in posted.text
+    assert '<input type="hidden" name="code" value="' in posted.text
+    assert '<input type="hidden" name="state" value="a&amp;b&lt;c&gt;">' in posted.text
+
+
+# -- the token endpoint: client types, SPA and CORS, refresh tokens ---------------------------
+
+
+def test_a_confidential_client_must_authenticate(tenant: Tenant) -> None:
+    code = get_code(tenant, tenant.web)
+    refused = redeem(tenant, code_form(tenant.web, code, None))
+    assert (refused.status_code, refused.json()["error_codes"]) == (401, [7000218])
+
+    assert tenant.web.secret is not None
+    form = code_form(tenant.web, get_code(tenant, tenant.web), None)
+    answer = redeem(tenant, form | {"client_secret": tenant.web.secret}).json()
+    assert claims_of(answer["access_token"])["azpacr"] == "1"
+
+
+def test_a_confidential_client_may_not_redeem_from_a_browser(tenant: Tenant) -> None:
+    assert tenant.web.secret is not None
+    form = code_form(tenant.web, get_code(tenant, tenant.web), None)
+    form["client_secret"] = tenant.web.secret
+    response = redeem(tenant, form, headers={"Origin": "http://localhost:8400"})
+    assert response.status_code == 400
+    assert response.json()["error_codes"] == [9002326]
+
+
+def test_a_public_client_sends_no_secret(tenant: Tenant) -> None:
+    verifier, challenge = pkce()
+    form = code_form(tenant.native, get_code(tenant, tenant.native, challenge), verifier)
+    response = redeem(tenant, form | {"client_secret": "anything"})
+    assert (response.status_code, response.json()["error_codes"]) == (401, [700025])
+
+
+def spa_code(tenant: Tenant, challenge: str | None) -> str:
+    scope = "api://orders/Orders.Read offline_access"
+    if challenge is None:
+        return get_code(tenant, tenant.spa, scope=scope)
+    return get_code(tenant, tenant.spa, challenge, scope=scope)
+
+
+def test_an_spa_redeems_cross_origin_and_gets_cors_headers(tenant: Tenant) -> None:
+    verifier, challenge = pkce()
+    form = code_form(tenant.spa, spa_code(tenant, challenge), verifier)
+    del form["scope"]  # Swagger UI sends none: the code's first resource is used
+    response = redeem(tenant, form, headers={"Origin": SPA_ORIGIN})
+    assert response.status_code == 200, response.text
+    assert response.headers["access-control-allow-origin"] == SPA_ORIGIN
+    assert claims_of(response.json()["access_token"])["scp"] == "Orders.Read"
+
+    preflight = httpx.options(
+        tenant.idp.token_endpoint(),
+        headers={
+            "Origin": SPA_ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == SPA_ORIGIN
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert preflight.headers["access-control-allow-headers"] == "content-type"
+
+    stranger = httpx.options(tenant.idp.token_endpoint(), headers={"Origin": "http://evil.test"})
+    assert "access-control-allow-origin" not in stranger.headers
+
+
+def test_an_spa_must_redeem_cross_origin_with_pkce(tenant: Tenant) -> None:
+    verifier, challenge = pkce()
+    same_origin = redeem(tenant, code_form(tenant.spa, spa_code(tenant, challenge), verifier))
+    assert (same_origin.status_code, same_origin.json()["error_codes"]) == (400, [9002327])
+
+    no_pkce = redeem(
+        tenant, code_form(tenant.spa, spa_code(tenant, None), None), headers={"Origin": SPA_ORIGIN}
+    )
+    assert no_pkce.json()["error_codes"] == [9002325]
+    assert no_pkce.headers["access-control-allow-origin"] == SPA_ORIGIN  # errors readable too
+
+    verifier, challenge = pkce()
+    form = code_form(tenant.spa, spa_code(tenant, challenge), verifier) | {"client_secret": "x"}
+    assert redeem(tenant, form, headers={"Origin": SPA_ORIGIN}).json()["error_codes"] == [700025]
+
+
+def test_a_refresh_token_is_redeemed_for_new_tokens(tenant: Tenant) -> None:
+    verifier, challenge = pkce()
+    first = redeem(
+        tenant, code_form(tenant.native, get_code(tenant, tenant.native, challenge), verifier)
+    ).json()
+    form = {
+        "grant_type": "refresh_token",
+        "client_id": tenant.native.client_id,
+        "refresh_token": first["refresh_token"],
+        "scope": "api://orders/Orders.Read offline_access",
+    }
+    second = redeem(tenant, form)
+    assert second.status_code == 200, second.text
+    assert claims_of(second.json()["access_token"])["oid"] == tenant.adele.object_id
+    assert second.json()["refresh_token"] != first["refresh_token"]
+    # Redeeming does not revoke it, and it covers every consented scope (another API too).
+    other = redeem(tenant, form | {"scope": "api://legacy/Legacy.Read"})
+    assert claims_of(other.json()["access_token"])["aud"] == "api://legacy"
+
+    not_consented = redeem(tenant, form | {"scope": "api://orders/Orders.Write"})
+    assert not_consented.json()["error_codes"] == [65001]
+    two = redeem(tenant, form | {"scope": "api://orders/Orders.Read api://legacy/Legacy.Read"})
+    assert two.json()["error_codes"] == [700022]
+    spa = form | {"client_id": tenant.spa.client_id}
+    someone_else = redeem(tenant, spa, headers={"Origin": SPA_ORIGIN})
+    assert someone_else.json()["error"] == "invalid_grant"
+    junk = redeem(tenant, form | {"refresh_token": "1.Anot-a-token"})
+    assert (junk.status_code, junk.json()["error_codes"]) == (400, [9002313])
+
+
+def test_an_spa_refresh_token_lives_24_hours() -> None:
+    store = GrantStore()
+    user = EntraEmulator().register_user(upn="x@contoso.test")
+    issued = 1_000_000.0
+    grant = RefreshGrant(client_id="c", user=user, scope="s", expires_at=issued + 24 * 3600)
+    token = store.issue_refresh_token(grant)
+    assert store.refresh_grant(token, issued + 24 * 3600 - 1) == grant
+    with pytest.raises(TokenError, match="AADSTS700084"):
+        store.refresh_grant(token, issued + 24 * 3600)
+
+
+def test_a_guest_is_marked_by_idp(tenant: Tenant) -> None:
+    guest = tenant.idp.register_user(upn="megan@fabrikam.test", guest=True)
+    verifier, challenge = pkce()
+    url = authorize_url(
+        tenant,
+        tenant.native,
+        scope="api://legacy/Legacy.Read",
+        code_challenge=challenge,
+        code_challenge_method="S256",
+    )
+    code = redirected(sign_in(url, guest.upn, guest.password))["code"]
+    form = code_form(tenant.native, code, verifier) | {"scope": "api://legacy/Legacy.Read"}
+    access = claims_of(redeem(tenant, form).json()["access_token"])
+    assert access["idp"] == f"https://sts.windows.net/{guest.home_tenant_id}/"
+    assert access["tid"] == tenant.idp.tenant_id  # the resource tenant
+    assert "upn" not in access
+    assert access["unique_name"] == guest.upn
+
+
+def test_users_are_validated_when_registered(tenant: Tenant) -> None:
+    idp = tenant.idp
+    with pytest.raises(ValueError, match="exists"):
+        idp.register_user(upn="ADELE@contoso.test")
+    with pytest.raises(ValueError, match="name@domain"):
+        idp.register_user(upn="adele")
+    with pytest.raises(ValueError, match="defines no app roles"):
+        idp.register_user(upn="a1@contoso.test", roles={"api://orders": ["Nope"]})
+    with pytest.raises(ValueError, match="not a GUID"):
+        idp.register_user(upn="a2@contoso.test", groups=["admins"])
+    with pytest.raises(ValueError, match="exposes no delegated scopes"):
+        idp.register_client(name="x", type="spa", scopes={"api://orders": ["Orders.Delete"]})
+    with pytest.raises(ValueError, match="no credentials"):
+        idp.register_client(name="y", type="public", secret=True)
+    user = idp.register_user(upn="a3@contoso.test")
+    assert len(user.password) >= 16
+    assert user.password not in repr(user)
