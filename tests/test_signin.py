@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ from entra_guard.testing.token_errors import TokenError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from entra_guard.testing.registrations import ApiRegistration, ClientRegistration
     from entra_guard.testing.users import EmulatorUser
@@ -581,3 +583,78 @@ def test_users_are_validated_when_registered(tenant: Tenant) -> None:
     user = idp.register_user(upn="a3@contoso.test")
     assert len(user.password) >= 16
     assert user.password not in repr(user)
+
+
+def test_users_spas_and_scopes_from_a_registrations_file(
+    entra_emulator: EntraEmulator, tmp_path: Path
+) -> None:
+    idp = entra_emulator
+    oid = "5d4a1f3e-2c8b-4e7a-9f61-0a3b2c4d5e6f"
+    path = tmp_path / "registrations.json"
+    path.write_text(
+        json.dumps(
+            {
+                "apis": [
+                    {
+                        "app_id_uri": "api://orders",
+                        "roles": ["Orders.Admin"],
+                        "scopes": ["Orders.Read"],
+                    }
+                ],
+                "clients": [
+                    {
+                        "name": "docs",
+                        "type": "spa",
+                        "redirect_uris": [SPA_REDIRECT],
+                        "scopes": {"api://orders": ["Orders.Read"]},
+                    }
+                ],
+                "users": [
+                    {
+                        "upn": "adele@contoso.test",
+                        "name": "Adele Vance",
+                        "object_id": oid,
+                        "groups": [GROUP],
+                        "roles": {"api://orders": ["Orders.Admin"]},
+                    },
+                    {"upn": "megan@fabrikam.test", "password": "Pa55word!", "guest": True},
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+    loaded = idp.load_registrations(path)
+    docs, adele = loaded.client("docs"), loaded.user("adele@contoso.test")
+    assert (docs.type, docs.secret, docs.redirect_uris) == ("spa", None, (SPA_REDIRECT,))
+    assert loaded.apis[0].scopes == ("Orders.Read",)
+    assert (adele.object_id, adele.groups, adele.name) == (oid, (GROUP,), "Adele Vance")
+    assert len(adele.password) >= 16  # generated
+    assert loaded.user("megan@fabrikam.test").password == "Pa55word!"
+    assert idp.users == loaded.users
+
+    verifier, challenge = pkce()
+    query = {
+        "client_id": docs.client_id,
+        "response_type": "code",
+        "redirect_uri": SPA_REDIRECT,
+        "scope": "api://orders/Orders.Read",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    url = f"{idp.authorize_endpoint()}?{urlencode(query)}"
+    code = redirected(sign_in(url, adele.upn, adele.password))["code"]
+    form = {
+        "grant_type": "authorization_code",
+        "client_id": docs.client_id,
+        "code": code,
+        "redirect_uri": SPA_REDIRECT,
+        "code_verifier": verifier,
+    }
+    response = httpx.post(idp.token_endpoint(), data=form, headers={"Origin": SPA_ORIGIN})
+    access = claims_of(response.json()["access_token"])
+    assert (access["oid"], access["groups"], access["roles"]) == (oid, [GROUP], ["Orders.Admin"])
+
+    with pytest.raises(ValueError, match="unknown keys"):
+        idp.load_registrations({"users": [{"upn": "x@contoso.test", "group": []}]})
+    with pytest.raises(ValueError, match="needs a 'upn'"):
+        idp.load_registrations({"users": [{"name": "x"}]})

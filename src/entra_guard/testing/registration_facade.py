@@ -169,13 +169,14 @@ class RegistrationMethods:
     ) -> Registrations:
         """Register the APIs and clients of a JSON file (or its parsed mapping).
 
-        The shape is ``{"apis": [...], "clients": [...]}``; each entry takes the keyword
-        arguments of :meth:`register_api` / :meth:`register_client`, except that clients list
+        The shape is ``{"apis": [...], "clients": [...], "users": [...]}``; each entry takes
+        the keyword arguments of :meth:`register_api` / :meth:`register_client` /
+        :meth:`register_user`, except that clients list
         ``secrets`` and ``certificates`` (PEM text) and ask for generated ones with
         ``generate_secret`` / ``generate_certificate``. See
         :mod:`entra_guard.testing.registration_file` for an example.
         """
-        return load_registrations(self._state.registry, source)
+        return load_registrations(self._state.registry, source, self._state.users)
 
     @property
     def token_lifetime(self) -> int:
