@@ -658,3 +658,20 @@ def test_users_spas_and_scopes_from_a_registrations_file(
         idp.load_registrations({"users": [{"upn": "x@contoso.test", "group": []}]})
     with pytest.raises(ValueError, match="needs a 'upn'"):
         idp.load_registrations({"users": [{"name": "x"}]})
+
+
+def test_the_port_of_a_loopback_redirect_uri_is_ignored(tenant: Tenant) -> None:
+    # Native apps listen on an ephemeral port: Entra matches loopback URIs without it.
+    ephemeral = "http://localhost:53123/callback"
+    answer = redirected(
+        sign_in(
+            authorize_url(tenant, tenant.native, redirect_uri=ephemeral),
+            "adele@contoso.test",
+            tenant.adele.password,
+        )
+    )
+    assert answer["code"]
+    other_path = authorize_url(tenant, tenant.native, redirect_uri="http://localhost:8400/other")
+    assert "AADSTS50011" in error_page(httpx.get(other_path))
+    other_host = authorize_url(tenant, tenant.native, redirect_uri="http://127.0.0.1:8400/callback")
+    assert "AADSTS50011" in error_page(httpx.get(other_host))

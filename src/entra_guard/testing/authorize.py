@@ -147,7 +147,7 @@ def _where(state: EmulatorState, segment: str, params: Mapping[str, str]) -> _Wh
         )
     if not redirect_uri:
         raise _Page(_error("invalid_request", 900971, "No reply address provided."))
-    if redirect_uri not in client.redirect_uris:
+    if not client.accepts_redirect(redirect_uri):
         raise _Page(
             _error(
                 "invalid_request",

@@ -143,6 +143,20 @@ class ClientRegistration:
                 origins.add(f"{parts.scheme}://{parts.netloc}".lower())
         return frozenset(origins)
 
+    def accepts_redirect(self, uri: str) -> bool:
+        """Whether ``uri`` is a registered redirect URI.
+
+        Exact (case-sensitive) comparison, except that the port of an ``http`` loopback URI
+        (``localhost``, ``127.0.0.1``, ``[::1]``) is ignored, as Entra does for native apps'
+        ephemeral ports (Microsoft: "Redirect URI restrictions", RFC 8252 7.3).
+        """
+        if uri in self.redirect_uris:
+            return True
+        asked = _loopback_without_port(uri)
+        return asked is not None and any(
+            _loopback_without_port(registered) == asked for registered in self.redirect_uris
+        )
+
     def consented(self, api: ApiRegistration, scope: str) -> bool:
         """Whether the client was consented to ``scope`` (a short name) of ``api``."""
         wanted = scope.lower()
@@ -160,6 +174,18 @@ class ClientRegistration:
             if hmac.compare_digest(hashlib.new(algorithm, der).digest(), digest):
                 return certificate
         return None
+
+
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _loopback_without_port(uri: str) -> str | None:
+    """``uri`` without its port if it is an ``http`` loopback URI, else ``None``."""
+    parts = urlsplit(uri)
+    host = parts.hostname
+    if parts.scheme != "http" or host not in _LOOPBACK_HOSTS:
+        return None
+    return parts._replace(netloc=f"[{host}]" if ":" in host else host).geturl()
 
 
 class Registry:
