@@ -675,3 +675,15 @@ def test_the_port_of_a_loopback_redirect_uri_is_ignored(tenant: Tenant) -> None:
     assert "AADSTS50011" in error_page(httpx.get(other_path))
     other_host = authorize_url(tenant, tenant.native, redirect_uri="http://127.0.0.1:8400/callback")
     assert "AADSTS50011" in error_page(httpx.get(other_host))
+
+
+def test_hostile_input_gets_an_answer_not_a_500(tenant: Tenant) -> None:
+    broken_uri = authorize_url(tenant, tenant.native, redirect_uri="http://[::1")
+    assert "AADSTS50011" in error_page(httpx.get(broken_uri))
+    garbage = httpx.post(authorize_url(tenant, tenant.native), content=b"\xff\xfe=\x00&&=")
+    assert (garbage.status_code, "AADSTS50034" in garbage.text) == (200, True)
+
+    _, challenge = pkce()
+    code = get_code(tenant, tenant.native, challenge)
+    response = redeem(tenant, code_form(tenant.native, code, "\u00e9" * 50))
+    assert (response.status_code, response.json()["error_codes"]) == (400, [501481])

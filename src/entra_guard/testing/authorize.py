@@ -42,14 +42,14 @@ if TYPE_CHECKING:
     from entra_guard.testing.state import EmulatorState
     from entra_guard.testing.users import EmulatorUser
 
-__all__ = ["authorize_path", "authorize_response", "s256"]
+__all__ = ["VERIFIER", "authorize_path", "authorize_response", "client_info", "s256"]
 
 _RESPONSE_MODES = frozenset({"query", "fragment", "form_post"})
 _PROMPTS = frozenset({"login", "none", "consent", "select_account", "create"})
 _CHALLENGE_METHODS = frozenset({"S256", "plain"})
 # RFC 7636 4.1: a verifier (and so a plain challenge) is 43-128 unreserved characters; an
 # S256 challenge is the base64url of 32 bytes, 43 characters.
-_CHALLENGE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
+VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 _NO_STORE = {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"}
 
 
@@ -196,7 +196,7 @@ def _check(state: EmulatorState, client: ClientRegistration, params: Mapping[str
     method = params.get("code_challenge_method")
     if method is not None and method not in _CHALLENGE_METHODS:
         raise _error("invalid_request", 0, "The code_challenge_method must be 'S256' or 'plain'.")
-    if challenge is not None and not _CHALLENGE.fullmatch(challenge):
+    if challenge is not None and not VERIFIER.fullmatch(challenge):
         raise _error("invalid_request", 501491, "Invalid size of Code_Challenge parameter.")
     if challenge is not None and (method or "plain") == "S256" and len(challenge) != 43:
         raise _error("invalid_request", 501491, "Invalid size of Code_Challenge parameter.")

@@ -181,7 +181,10 @@ _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 def _loopback_without_port(uri: str) -> str | None:
     """``uri`` without its port if it is an ``http`` loopback URI, else ``None``."""
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # "http://[::1" and the like: no URI at all
+        return None
     host = parts.hostname
     if parts.scheme != "http" or host not in _LOOPBACK_HOSTS:
         return None

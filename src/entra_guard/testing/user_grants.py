@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
 
-from entra_guard.testing.authorize import client_info, s256
+from entra_guard.testing.authorize import VERIFIER, client_info, s256
 from entra_guard.testing.client_auth import PUBLIC, authenticate, required
 from entra_guard.testing.delegated import SPA_REFRESH_LIFETIME, RefreshGrant, parse_scopes
 from entra_guard.testing.token_errors import TokenError
@@ -114,6 +114,8 @@ def _redeem_code(
     else:
         if not verifier:
             raise TokenError.missing_parameter("code_verifier")
+        if not VERIFIER.fullmatch(verifier):
+            raise TokenError.verifier_mismatch()
         expected = s256(verifier) if sign_in.code_challenge_method == "S256" else verifier
         if not hmac.compare_digest(expected.encode(), sign_in.code_challenge.encode()):
             raise TokenError.verifier_mismatch()
