@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import html
 import json
 import re
 import time
@@ -25,11 +24,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 
 from entra_guard.testing.client_auth import parse_form
 from entra_guard.testing.delegated import CODE_LIFETIME, SignIn, parse_scopes
 from entra_guard.testing.keys import b64url
+from entra_guard.testing.pages import NO_STORE, error_page, form_post_page, sign_in_page
 from entra_guard.testing.tenants import resolve_tenant
 from entra_guard.testing.token_errors import TokenError
 
@@ -50,7 +50,6 @@ _CHALLENGE_METHODS = frozenset({"S256", "plain"})
 # RFC 7636 4.1: a verifier (and so a plain challenge) is 43-128 unreserved characters; an
 # S256 challenge is the base64url of 32 bytes, 43 characters.
 VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
-_NO_STORE = {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"}
 
 
 def authorize_path(segment: str) -> str:
@@ -85,18 +84,18 @@ async def authorize_response(state: EmulatorState, request: Request) -> Response
     try:
         where = _where(state, str(request.path_params["tenant"]), params)
     except _Page as page:
-        return _error_page(page.error)
+        return error_page(page.error)
     try:
         scope = _check(state, where.client, params)
     except TokenError as error:
         return _send(where, _error_fields(error, where.state))
     if request.method != "POST":
-        return _sign_in_page(where.client, login=params.get("login_hint", ""), message=None)
+        return sign_in_page(where.client, login=params.get("login_hint", ""), message=None)
     form = parse_form(await request.body())
     login = form.get("login", "").strip()
     user = state.users.find(login) if login else None
     if user is None or not user.password_matches(form.get("passwd", "")):
-        return _sign_in_page(where.client, login=login, message=_refusal(state, login, user))
+        return sign_in_page(where.client, login=login, message=_refusal(state, login, user))
     challenge = params.get("code_challenge") or None
     method = (params.get("code_challenge_method") or "plain") if challenge else None
     code = state.grants.issue_code(
@@ -241,64 +240,10 @@ def _send(where: _Where, fields: Mapping[str, str]) -> Response:
     """The answer to the redirect URI, in the response mode asked for."""
     encoded = urlencode(fields)
     if where.response_mode == "form_post":
-        inputs = "".join(
-            f'<input type="hidden" name="{html.escape(name)}" value="{html.escape(value)}">'
-            for name, value in fields.items()
-        )
-        body = (
-            "<!DOCTYPE html><html><head><title>Working...</title></head>"
-            '<body onload="document.forms[0].submit()">'
-            f'<form method="POST" name="hiddenform" action="{html.escape(where.redirect_uri)}">'
-            f"{inputs}<noscript><p>Script is disabled. Click Submit to continue.</p>"
-            '<input type="submit" value="Submit"></noscript></form></body></html>'
-        )
-        return HTMLResponse(body, headers=_NO_STORE)
+        return form_post_page(where.redirect_uri, fields)
     if where.response_mode == "fragment":
         location = f"{where.redirect_uri}#{encoded}"
     else:
         joiner = "&" if "?" in where.redirect_uri else "?"
         location = f"{where.redirect_uri}{joiner}{encoded}"
-    return RedirectResponse(location, status_code=302, headers=_NO_STORE)
-
-
-_STYLE = (
-    "body{font-family:'Segoe UI',sans-serif;background:#f2f2f2}"
-    "main{background:#fff;max-width:440px;margin:10vh auto;padding:44px;"
-    "box-shadow:0 2px 6px rgba(0,0,0,.2)}"
-    "input{display:block;width:100%;margin:12px 0;padding:6px;box-sizing:border-box}"
-    "#idSIButton9{background:#0067b8;color:#fff;border:0;padding:8px}"
-    ".error{color:#e81123}"
-)
-
-
-def _sign_in_page(client: ClientRegistration, *, login: str, message: str | None) -> HTMLResponse:
-    error = f'<p class="error" role="alert">{html.escape(message)}</p>' if message else ""
-    body = (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        "<title>Sign in to your account</title>"
-        f"<style>{_STYLE}</style></head><body><main>"
-        "<h1>Sign in</h1>"
-        f"<p>to continue to {html.escape(client.name)} (Entra ID emulator)</p>{error}"
-        '<form method="post">'
-        '<label for="i0116">Email, phone, or Skype</label>'
-        f'<input id="i0116" name="login" type="email" value="{html.escape(login)}" '
-        'autocomplete="username" required>'
-        '<label for="i0118">Password</label>'
-        '<input id="i0118" name="passwd" type="password" autocomplete="current-password" '
-        "required>"
-        '<input type="submit" id="idSIButton9" value="Sign in">'
-        "</form></main></body></html>"
-    )
-    return HTMLResponse(body, headers=_NO_STORE)
-
-
-def _error_page(error: TokenError) -> HTMLResponse:
-    text = f"AADSTS{error.code}: {error.message}" if error.code else error.message
-    body = (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>Sign in to your account</title><style>{_STYLE}</style></head><body><main>"
-        "<h1>Sorry, but we\u2019re having trouble signing you in.</h1>"
-        f'<p class="error" id="error-code">{html.escape(text)}</p>'
-        f"<p>Error: {html.escape(error.error)}</p></main></body></html>"
-    )
-    return HTMLResponse(body, status_code=400, headers=_NO_STORE)
+    return RedirectResponse(location, status_code=302, headers=NO_STORE)
