@@ -11,7 +11,7 @@ import base64
 import hashlib
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -287,11 +287,16 @@ def test_codes_expire_after_ten_minutes() -> None:
         code_challenge_method=None,
         expires_at=issued + 600,
     )
-    fresh = store.issue_code(sign_in_)
+    fresh = store.issue_code(sign_in_, issued)
     assert store.redeem_code(fresh, issued + 599.9) == sign_in_
-    stale = store.issue_code(sign_in_)
+    stale = store.issue_code(sign_in_, issued)
     with pytest.raises(TokenError, match="AADSTS70008"):
         store.redeem_code(stale, issued + 600)
+    # Expired codes are dropped when new ones are issued: the store does not grow forever.
+    forgotten = store.issue_code(sign_in_, issued)
+    store.issue_code(replace(sign_in_, expires_at=issued + 1200), issued + 600)
+    with pytest.raises(TokenError, match="AADSTS9002313"):
+        store.redeem_code(forgotten, issued + 700)
 
 
 def test_a_v1_api_gets_a_v1_user_token(tenant: Tenant) -> None:

@@ -98,6 +98,7 @@ async def authorize_response(state: EmulatorState, request: Request) -> Response
         return sign_in_page(where.client, login=login, message=_refusal(state, login, user))
     challenge = params.get("code_challenge") or None
     method = (params.get("code_challenge_method") or "plain") if challenge else None
+    now = time.time()
     code = state.grants.issue_code(
         SignIn(
             client_id=where.client.client_id,
@@ -107,8 +108,9 @@ async def authorize_response(state: EmulatorState, request: Request) -> Response
             nonce=params.get("nonce"),
             code_challenge=challenge,
             code_challenge_method=method,
-            expires_at=time.time() + CODE_LIFETIME,
-        )
+            expires_at=now + CODE_LIFETIME,
+        ),
+        now,
     )
     fields = {"code": code}
     if where.state is not None:

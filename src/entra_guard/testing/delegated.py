@@ -150,9 +150,11 @@ class GrantStore:
         self._redeemed: OrderedDict[str, None] = OrderedDict()
         self._refresh: dict[str, RefreshGrant] = {}
 
-    def issue_code(self, sign_in: SignIn) -> str:
+    def issue_code(self, sign_in: SignIn, now: float) -> str:
+        """A new code for ``sign_in``; codes expired by ``now`` are forgotten (as unknown)."""
         code = _opaque()
         with self._lock:
+            self._codes = {c: s for c, s in self._codes.items() if s.expires_at > now}
             self._codes[code] = sign_in
         return code
 
