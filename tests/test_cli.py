@@ -13,12 +13,14 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -431,6 +433,12 @@ def test_emulator_command_prints_what_to_use(capsys: pytest.CaptureFixture[str])
     assert "API     api://entra-guard-demo" in out
     assert "client  orders-daemon" in out
     assert "export ENTRA_INSTANCE=http://127.0.0.1:" in out
+    # Beside the daemon: who signs in, and the clients they sign in with.
+    assert re.search(r"client  orders-docs \(spa\)  client id [0-9a-f-]{36}", out)
+    assert "redirect URIs http://localhost:8000/docs/oauth2-redirect" in out
+    assert "client  orders-cli (public)" in out
+    assert re.search(r"user    adele@contoso\.test  password \S{16,}", out)
+    assert "/oauth2/v2.0/authorize" in out
 
 
 def test_emulator_command_as_a_process() -> None:
@@ -523,3 +531,71 @@ def test_a_command_whose_extra_is_missing_says_which_to_install(command: str, ex
         f"entra-guard: 'entra-guard {command}' needs uvicorn: pip install 'entra-guard[{extra}]'"
     )
     assert "Traceback" not in done.stderr
+
+
+def test_emulator_json_describes_everything_and_a_user_signs_in_with_it() -> None:
+    """What a script does: read the one JSON line, sign the printed user in, redeem the code."""
+    with subprocess.Popen(  # noqa: S603
+        [*CLI, "emulator", "--https", "--json"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=CLEAN_ENV,
+        cwd=ROOT,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            first = Output(process.stdout).until("}")
+            described = json.loads(first)
+            ca = described["ca_bundle"]
+            verifier = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+            user = described["users"][0]
+            cli = next(c for c in described["clients"] if c["type"] == "public")
+            query = {
+                "client_id": cli["client_id"],
+                "response_type": "code",
+                "redirect_uri": "http://localhost:8765",  # the port of a loopback URI is free
+                "scope": "api://entra-guard-demo/Orders.Read openid",
+                "code_challenge": verifier,
+                "code_challenge_method": "plain",
+            }
+            trust = ssl.create_default_context(cafile=ca)
+            with httpx.Client(verify=trust) as browser:
+                url = f"{described['authorization_endpoint']}?{urlencode(query)}"
+                assert browser.get(url).status_code == 200
+                answer = browser.post(url, data={"login": user["upn"], "passwd": user["password"]})
+                code = parse_qs(urlsplit(answer.headers["location"]).query)["code"][0]
+                tokens = browser.post(
+                    described["token_endpoint"],
+                    data={
+                        "grant_type": "authorization_code",
+                        "client_id": cli["client_id"],
+                        "code": code,
+                        "redirect_uri": "http://localhost:8765",
+                        "code_verifier": verifier,
+                    },
+                ).json()
+        finally:
+            assert stop(process, signal.SIGINT) == 0
+    assert first.count("\n") == 1  # one line, nothing else
+    assert set(described) >= {
+        "instance", "tenant_id", "ca_bundle", "metadata", "authorization_endpoint",
+        "token_endpoint", "apis", "clients", "users",
+    }  # fmt: skip
+    assert described["metadata"].endswith(
+        f"/{described['tenant_id']}/v2.0/.well-known/openid-configuration"
+    )
+    (api,) = described["apis"]
+    assert (api["app_id_uri"], api["scopes"]) == (DEMO_API, ["Orders.Read", "Orders.Write"])
+    daemon, spa = described["clients"][0], described["clients"][1]
+    assert daemon["type"] == "confidential"
+    assert daemon["secrets"]
+    assert (spa["type"], spa["secrets"]) == ("spa", [])
+    assert spa["scopes"] == {DEMO_API: ["Orders.Read"]}
+    assert user["upn"] == "adele@contoso.test"
+    assert user["object_id"]
+    claims = json.loads(base64.urlsafe_b64decode(tokens["access_token"].split(".")[1] + "=="))
+    assert (claims["oid"], claims["scp"], claims["aud"]) == (
+        user["object_id"],
+        "Orders.Read",
+        api["client_id"],
+    )

@@ -7,6 +7,8 @@ discovers the tenant's metadata, follows its ``token_endpoint``, signs assertion
 
 from __future__ import annotations
 
+import html
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +26,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from entra_guard import EntraAuthMiddleware, TokenValidator
-from entra_guard.starlette import require_roles
+from entra_guard.starlette import require_roles, require_scopes
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 
     from entra_guard.testing import EntraEmulator
     from entra_guard.testing.registrations import ApiRegistration, ClientRegistration
+    from entra_guard.testing.users import EmulatorUser
 
 SCOPE = "api://orders/.default"
 
@@ -240,3 +243,128 @@ def test_the_middleware_accepts_tokens_from_microsofts_clients(
             assert response.json() == {"client_id": tenant.app.client_id}
         assert client.portal is not None
         client.portal.call(http.aclose)  # in the loop that opened its connections
+
+
+# -- signed-in users: MSAL's authorization-code flow against the emulator's sign-in page --------
+
+REDIRECT = "http://localhost:8400/callback"
+
+
+@dataclass(frozen=True)
+class Users:
+    tenant: Tenant
+    api: ApiRegistration
+    native: ClientRegistration
+    web: ClientRegistration
+    user: EmulatorUser
+
+
+@pytest.fixture
+def users(tenant: Tenant) -> Users:
+    idp = tenant.idp
+    orders = "api://users-orders"
+    api = idp.register_api(app_id_uri=orders, scopes=["Orders.Read"], roles=["Orders.Admin"])
+    consent = {orders: ["Orders.Read"]}
+    native = idp.register_client(
+        name="cli", type="public", redirect_uris=[REDIRECT], scopes=consent
+    )
+    web = idp.register_client(name="web", redirect_uris=[REDIRECT], scopes=consent)
+    user = idp.register_user(
+        upn="adele@contoso.test", name="Adele Vance", roles={orders: ["Orders.Admin"]}
+    )
+    return Users(tenant, api, native, web, user)
+
+
+def play_browser(users: Users, auth_uri: str) -> dict[str, str]:
+    """Sign in on the emulator's page as a browser would, and read what it posts back.
+
+    MSAL asks for ``response_mode=form_post`` (as Microsoft recommends): the answer is a page
+    whose form posts ``code`` and ``state`` to the redirect URI.
+    """
+    with httpx.Client(verify=users.tenant.idp.ssl_context()) as browser:
+        page = browser.get(auth_uri)
+        assert page.status_code == 200, page.text
+        answer = browser.post(
+            auth_uri, data={"login": users.user.upn, "passwd": users.user.password}
+        )
+    assert answer.status_code == 200, answer.text
+    assert f'action="{REDIRECT}"' in answer.text
+    fields = re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', answer.text)
+    return {html.unescape(name): html.unescape(value) for name, value in fields}
+
+
+def msal_user_app(users: Users, confidential: bool) -> Any:
+    common = {
+        "authority": users.tenant.authority,
+        "instance_discovery": False,
+        "verify": users.tenant.ca_bundle,
+    }
+    if confidential:
+        return msal.ConfidentialClientApplication(
+            users.web.client_id, client_credential=users.web.secret, **common
+        )
+    return msal.PublicClientApplication(users.native.client_id, **common)
+
+
+async def user_token_is_accepted(users: Users, token: str) -> None:
+    @require_scopes("Orders.Read")
+    async def orders(request: Request) -> JSONResponse:
+        return JSONResponse({"oid": request.user.object_id})
+
+    config = users.tenant.idp.config(audiences=[users.api.client_id])
+    app = Starlette(
+        routes=[Route("/orders", orders)],
+        middleware=[Middleware(EntraAuthMiddleware, config=config)],
+    )
+    with TestClient(app) as client:
+        response = client.get("/orders", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    assert response.json() == {"oid": users.user.object_id}
+
+
+@pytest.mark.parametrize("confidential", [False, True], ids=["public", "confidential"])
+async def test_msal_auth_code_flow_signs_a_user_in(users: Users, confidential: bool) -> None:
+    app = msal_user_app(users, confidential)
+    scopes = ["api://users-orders/Orders.Read"]
+    try:
+        flow = app.initiate_auth_code_flow(scopes, redirect_uri=REDIRECT, response_mode="form_post")
+        result = app.acquire_token_by_auth_code_flow(flow, play_browser(users, flow["auth_uri"]))
+        assert "access_token" in result, result.get("error_description")
+        claims = jwt.decode(result["access_token"], options={"verify_signature": False})
+        client = users.web if confidential else users.native
+        assert (claims["azp"], claims["azpacr"]) == (client.client_id, "1" if confidential else "0")
+        assert (claims["scp"], claims["roles"]) == ("Orders.Read", ["Orders.Admin"])
+        # MSAL checked the nonce it sent against the ID token, and keyed the account by it.
+        assert result["id_token_claims"]["preferred_username"] == users.user.upn
+        await user_token_is_accepted(users, result["access_token"])
+
+        (account,) = app.get_accounts()
+        assert account["username"] == users.user.upn
+        assert account["home_account_id"] == f"{users.user.object_id}.{users.tenant.idp.tenant_id}"
+        cached = app.acquire_token_silent(scopes, account=account)
+        assert cached["token_source"] == "cache"
+        before = users.tenant.idp.token_request_count()
+        refreshed = app.acquire_token_silent(scopes, account=account, force_refresh=True)
+        assert refreshed["token_source"] == "identity_provider"  # redeemed the refresh token
+        assert users.tenant.idp.token_request_count() == before + 1
+        await user_token_is_accepted(users, refreshed["access_token"])
+
+        again = app.acquire_token_by_refresh_token(result["refresh_token"], scopes)
+        assert "access_token" in again, again.get("error_description")
+    finally:
+        app.http_client.close()
+
+
+def test_msal_reports_entra_errors_of_the_code_flow(users: Users) -> None:
+    app = msal_user_app(users, confidential=False)
+    try:
+        flow = app.initiate_auth_code_flow(
+            ["api://users-orders/Orders.Read"], redirect_uri=REDIRECT, response_mode="form_post"
+        )
+        response = play_browser(users, flow["auth_uri"])
+        tampered = dict(flow, code_verifier="x" * 43)
+        result = app.acquire_token_by_auth_code_flow(tampered, response)
+        assert result["error"] == "invalid_grant"
+        assert 501481 in result["error_codes"]
+    finally:
+        app.http_client.close()

@@ -645,7 +645,7 @@ def test_load_registrations_from_a_file(entra_emulator: EntraEmulator, tmp_path:
 
     with pytest.raises(ValueError, match="unknown keys"):
         idp.load_registrations({"clients": [{"name": "x", "role": {}}]})
-    with pytest.raises(ValueError, match="'apis' and/or 'clients'"):
+    with pytest.raises(ValueError, match="'clients' and/or 'users'"):
         idp.load_registrations({"applications": []})
     with pytest.raises(ValueError, match="must be a list"):
         idp.load_registrations({"apis": {}})

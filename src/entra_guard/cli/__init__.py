@@ -57,7 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument(
         "--registrations",
         metavar="FILE",
-        help="JSON file of APIs and clients (default: a demo API and daemon)",
+        help="JSON file of APIs, clients and users (default: a demo API, a daemon, an SPA "
+        "and a public client, and a test user)",
+    )
+    emulator.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object (endpoints, APIs, clients, users with their secrets and "
+        "passwords) on one line instead of the text, then serve",
     )
 
     token = commands.add_parser(

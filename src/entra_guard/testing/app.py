@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from entra_guard.testing.authorize import authorize_path, authorize_response
 from entra_guard.testing.documents import (
     jwks_document,
     jwks_path,
@@ -24,6 +25,7 @@ from entra_guard.testing.documents import (
 from entra_guard.testing.responses import entra_error
 from entra_guard.testing.tenants import resolve_tenant
 from entra_guard.testing.token_endpoint import token_path, token_response
+from entra_guard.testing.user_grants import preflight
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -75,7 +77,17 @@ def routes(state: EmulatorState) -> list[Route]:
             token_path("{tenant}", version), endpoint, methods=["POST"], name=f"token-v{version}"
         )
 
+    async def authorize(request: Request) -> Response:
+        return await authorize_response(state, request)
+
+    async def token_preflight(request: Request) -> Response:
+        return preflight(state, request)
+
     return [
+        Route(authorize_path("{tenant}"), authorize, methods=["GET", "POST"], name="authorize"),
+        Route(
+            token_path("{tenant}", "2.0"), token_preflight, methods=["OPTIONS"], name="preflight"
+        ),
         document("metadata", "2.0"),
         document("metadata", "1.0"),
         document("jwks", "2.0"),

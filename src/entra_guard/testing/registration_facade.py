@@ -1,13 +1,14 @@
-"""The emulator's app registrations and token-endpoint switches, as facade methods.
+"""The emulator's app registrations, users and token-endpoint switches, as facade methods.
 
 Kept apart from :mod:`entra_guard.testing.emulator` so that each file has one job: that one
-serves documents and keys, this one says who may ask the token endpoint for what.
+serves documents and keys, this one says who may sign in and ask the token endpoint for what.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from entra_guard.testing.authorize import authorize_path
 from entra_guard.testing.registration_file import load_registrations, register_client
 from entra_guard.testing.state import TokenFault
 from entra_guard.testing.token_endpoint import token_path
@@ -17,9 +18,14 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
     from entra_guard.testing.registration_file import Registrations
-    from entra_guard.testing.registrations import ApiRegistration, ClientRegistration
+    from entra_guard.testing.registrations import (
+        ApiRegistration,
+        ClientRegistration,
+        ClientType,
+    )
     from entra_guard.testing.state import EmulatorState
     from entra_guard.testing.tenants import Version
+    from entra_guard.testing.users import EmulatorUser
 
 __all__ = ["RegistrationMethods"]
 
@@ -38,6 +44,10 @@ class RegistrationMethods:
         """The token endpoint URL (``/oauth2/v2.0/token``, or ``/oauth2/token`` for v1)."""
         return self.instance + token_path(tenant or self._tenant_id, version)
 
+    def authorize_endpoint(self, *, tenant: str | None = None) -> str:
+        """The v2 authorization endpoint URL, where users sign in (``/oauth2/v2.0/authorize``)."""
+        return self.instance + authorize_path(tenant or self._tenant_id)
+
     # -- app registrations and the token endpoint ------------------------------------------
 
     def register_api(
@@ -45,6 +55,7 @@ class RegistrationMethods:
         *,
         app_id_uri: str | None = None,
         roles: Iterable[str] = (),
+        scopes: Iterable[str] = (),
         access_token_version: Version = "2.0",  # noqa: S107  # a version, not a secret
         client_id: str | None = None,
         custom_signing_key: bool = False,
@@ -52,6 +63,8 @@ class RegistrationMethods:
         """Register an API that clients can ask tokens for.
 
         A ``scope`` of ``{app_id_uri}/.default`` or ``{client_id}/.default`` names it;
+        ``scopes`` are the delegated scopes it exposes to signed-in users, by short name
+        (``Orders.Read``, asked for as ``{app_id_uri}/Orders.Read``);
         ``access_token_version`` (the manifest's ``accessTokenAcceptedVersion``) decides the
         version of its tokens: v2 tokens carry its client id as ``aud``, v1 tokens the resource
         as the client asked for it. ``client_id`` is generated when not given.
@@ -65,6 +78,7 @@ class RegistrationMethods:
         return self._state.registry.add_api(
             app_id_uri=app_id_uri,
             roles=roles,
+            scopes=scopes,
             access_token_version=access_token_version,
             client_id=client_id,
             custom_signing_key=custom_signing_key,
@@ -74,19 +88,31 @@ class RegistrationMethods:
         self,
         *,
         name: str,
+        type: ClientType = "confidential",  # the portal's word for it
+        redirect_uris: Sequence[str] = (),
+        scopes: Mapping[str, Sequence[str]] | None = None,
         roles: Mapping[str, Sequence[str]] | None = None,
-        secret: bool | str = True,
+        secret: bool | str | None = None,
         certificate: bool | bytes | str = False,
         client_id: str | None = None,
     ) -> ClientRegistration:
-        """Register a confidential client and grant it app roles on registered APIs.
+        """Register a client, grant it app roles and consent it to delegated scopes.
 
-        ``roles`` maps an API (App ID URI or client id) to the roles granted on it.
-        ``secret=True`` generates a secret (``.secret``); a string registers that one.
+        ``type`` is ``"confidential"`` (a daemon or web app with credentials), ``"public"``
+        (a native or command-line app) or ``"spa"`` (a browser app: it redeems codes
+        cross-origin with PKCE and gets CORS headers back). ``redirect_uris`` are where
+        sign-ins may return to (exact matches). ``scopes`` maps an API to the delegated
+        scopes (short names) the client is consented to; ``roles`` maps an API (App ID URI
+        or client id) to the app roles granted on it.
+        ``secret`` (default: ``True`` for a confidential client, ``False`` otherwise; public
+        and SPA clients have no credentials) generates a secret (``.secret``) when ``True``;
+        a string registers that one.
         ``certificate=True`` generates a self-signed RSA certificate (``.certificate_pem``,
         ``.private_key_pem``); PEM text registers that certificate. Secrets and keys never
         appear in the registration's repr.
         """
+        if secret is None:
+            secret = type == "confidential"
         return register_client(
             self._state.registry,
             name=name,
@@ -96,20 +122,61 @@ class RegistrationMethods:
             new_secret=secret is True,
             new_certificate=certificate is True,
             client_id=client_id,
+            type=type,
+            redirect_uris=redirect_uris,
+            scopes=scopes or {},
         )
+
+    def register_user(
+        self,
+        upn: str,
+        *,
+        password: str | None = None,
+        name: str | None = None,
+        object_id: str | None = None,
+        groups: Iterable[str] = (),
+        roles: Mapping[str, Sequence[str]] | None = None,
+        guest: bool = False,
+    ) -> EmulatorUser:
+        """Register a user who can sign in at :meth:`authorize_endpoint`.
+
+        ``password`` is generated when ``None`` (read it from ``.password``); ``name`` (the
+        ``name`` claim) defaults to the UPN's local part; ``object_id`` (``oid``) is a new
+        GUID when ``None``; ``groups`` are group object ids (the ``groups`` claim); ``roles``
+        maps an API (App ID URI or client id) to app roles assigned to the user, which their
+        tokens for that API carry; ``guest=True`` makes a B2B guest from another tenant.
+        ``ValueError`` for a malformed field, an API that is not registered, a role it does
+        not define, or a UPN or object id taken already.
+        """
+        return self._state.users.add(
+            self._state.registry,
+            upn=upn,
+            password=password,
+            name=name,
+            object_id=object_id,
+            groups=groups,
+            roles=roles,
+            guest=guest,
+        )
+
+    @property
+    def users(self) -> tuple[EmulatorUser, ...]:
+        """The registered users, in registration order."""
+        return self._state.users.all
 
     def load_registrations(
         self, source: str | os.PathLike[str] | Mapping[str, Any]
     ) -> Registrations:
         """Register the APIs and clients of a JSON file (or its parsed mapping).
 
-        The shape is ``{"apis": [...], "clients": [...]}``; each entry takes the keyword
-        arguments of :meth:`register_api` / :meth:`register_client`, except that clients list
+        The shape is ``{"apis": [...], "clients": [...], "users": [...]}``; each entry takes
+        the keyword arguments of :meth:`register_api` / :meth:`register_client` /
+        :meth:`register_user`, except that clients list
         ``secrets`` and ``certificates`` (PEM text) and ask for generated ones with
         ``generate_secret`` / ``generate_certificate``. See
         :mod:`entra_guard.testing.registration_file` for an example.
         """
-        return load_registrations(self._state.registry, source)
+        return load_registrations(self._state.registry, source, self._state.users)
 
     @property
     def token_lifetime(self) -> int:

@@ -1,9 +1,11 @@
 """App registrations the token endpoint knows: the APIs tokens are for and the clients asking.
 
-An API is what a ``scope`` names (by App ID URI or client id) and decides the token version;
-a client holds credentials (secrets, certificates) and the app roles an admin granted it on
-each API. Both are immutable values; the :class:`Registry` swaps them under a lock, so the
-server thread never sees half a registration.
+An API is what a ``scope`` names (by App ID URI or client id), decides the token version and
+exposes delegated scopes; a client is confidential (credentials: secrets, certificates), public
+(a native app) or an SPA, has redirect URIs for sign-ins, and holds the app roles an admin
+granted it and the delegated scopes it was consented to on each API. Both are immutable
+values; the :class:`Registry` swaps them under a lock, so the server thread never sees half a
+registration.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import secrets
 import threading
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeAlias
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -26,13 +29,22 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
 __all__ = [
+    "CLIENT_TYPES",
     "ApiRegistration",
     "ClientRegistration",
+    "ClientType",
     "Registry",
     "generate_certificate",
     "generate_secret",
     "load_certificates",
 ]
+
+
+#: ``confidential`` (a web app or daemon with credentials), ``public`` (a native or command-line
+#: app: "Mobile and desktop" redirect URIs) or ``spa`` (a browser app: "Single-page application"
+#: redirect URIs, redeemed cross-origin with PKCE).
+ClientType: TypeAlias = Literal["confidential", "public", "spa"]
+CLIENT_TYPES: tuple[ClientType, ...] = ("confidential", "public", "spa")
 
 
 def generate_secret() -> str:
@@ -65,6 +77,9 @@ class ApiRegistration:
     roles: tuple[str, ...]
     #: The manifest's ``accessTokenAcceptedVersion``: the version of every token issued for it.
     access_token_version: Literal["1.0", "2.0"]
+    #: Delegated scopes it exposes, by short name (``Orders.Read``; the full name is
+    #: ``{app_id_uri}/Orders.Read``).
+    scopes: tuple[str, ...] = ()
     #: An app-specific signing key (a claims-mapping policy or SAML single sign-on gives one):
     #: its tokens are signed with it, and it is published only at the metadata URL with
     #: ``?appid=<client id>``. ``None``: tokens are signed with the tenant's current key.
@@ -76,15 +91,24 @@ class ApiRegistration:
         uri = (self.app_id_uri or "").lower().removesuffix("/")
         return wanted == self.client_id or (bool(uri) and wanted == uri)
 
+    def exposes(self, scope: str) -> bool:
+        """Whether ``scope`` (a short name) is one of its delegated scopes; Entra ignores case."""
+        return scope.lower() in {exposed.lower() for exposed in self.scopes}
+
 
 @dataclass(frozen=True, slots=True)
 class ClientRegistration:
-    """A confidential client. Secrets and keys stay out of the repr, whatever prints it."""
+    """A client application. Secrets and keys stay out of the repr, whatever prints it."""
 
     client_id: str
     name: str
     #: Roles granted, keyed by the API's client id.
     roles: Mapping[str, tuple[str, ...]]
+    type: ClientType = "confidential"
+    #: Where sign-ins may return to; exact matches only, as Entra compares them.
+    redirect_uris: tuple[str, ...] = ()
+    #: Delegated scopes (short names) it is consented to, keyed by the API's client id.
+    scopes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     secrets: tuple[str, ...] = field(default=(), repr=False)
     certificates: tuple[x509.Certificate, ...] = field(default=(), repr=False)
     #: The key of a certificate the emulator generated, for the test to sign with.
@@ -109,6 +133,35 @@ class ClientRegistration:
             return None
         return self.certificates[0].fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303
 
+    @property
+    def redirect_origins(self) -> frozenset[str]:
+        """``scheme://host[:port]`` of each redirect URI: the origins a browser calls from."""
+        origins = set()
+        for uri in self.redirect_uris:
+            parts = urlsplit(uri)
+            if parts.scheme and parts.netloc:
+                origins.add(f"{parts.scheme}://{parts.netloc}".lower())
+        return frozenset(origins)
+
+    def accepts_redirect(self, uri: str) -> bool:
+        """Whether ``uri`` is a registered redirect URI.
+
+        Exact (case-sensitive) comparison, except that the port of an ``http`` loopback URI
+        (``localhost``, ``127.0.0.1``, ``[::1]``) is ignored, as Entra does for native apps'
+        ephemeral ports (Microsoft: "Redirect URI restrictions", RFC 8252 7.3).
+        """
+        if uri in self.redirect_uris:
+            return True
+        asked = _loopback_without_port(uri)
+        return asked is not None and any(
+            _loopback_without_port(registered) == asked for registered in self.redirect_uris
+        )
+
+    def consented(self, api: ApiRegistration, scope: str) -> bool:
+        """Whether the client was consented to ``scope`` (a short name) of ``api``."""
+        wanted = scope.lower()
+        return any(name.lower() == wanted for name in self.scopes.get(api.client_id, ()))
+
     def has_secret(self, candidate: str) -> bool:
         """Constant-time comparison against every registered secret."""
         given = candidate.encode("utf-8")
@@ -121,6 +174,21 @@ class ClientRegistration:
             if hmac.compare_digest(hashlib.new(algorithm, der).digest(), digest):
                 return certificate
         return None
+
+
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _loopback_without_port(uri: str) -> str | None:
+    """``uri`` without its port if it is an ``http`` loopback URI, else ``None``."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # "http://[::1" and the like: no URI at all
+        return None
+    host = parts.hostname
+    if parts.scheme != "http" or host not in _LOOPBACK_HOSTS:
+        return None
+    return parts._replace(netloc=f"[{host}]" if ":" in host else host).geturl()
 
 
 class Registry:
@@ -136,6 +204,7 @@ class Registry:
         *,
         app_id_uri: str | None,
         roles: Iterable[str],
+        scopes: Iterable[str] = (),
         access_token_version: str,
         client_id: str | None,
         custom_signing_key: bool = False,
@@ -155,6 +224,7 @@ class Registry:
             app_id_uri=app_id_uri,
             roles=_names("roles", roles),
             access_token_version=access_token_version,  # type: ignore[arg-type]  # checked
+            scopes=_names("scopes", scopes),
             signing_key=EmulatorKey.generate() if custom_signing_key else None,
         )
         with self._lock:
@@ -175,15 +245,33 @@ class Registry:
         certificates: Iterable[x509.Certificate],
         private_key_pem: bytes | None,
         client_id: str | None,
+        type: str = "confidential",  # the registration's own word
+        redirect_uris: Iterable[str] = (),
+        scopes: Mapping[str, Iterable[str]] | None = None,
     ) -> ClientRegistration:
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"name must be a non-empty string, got {name!r}")
+        if type not in CLIENT_TYPES:
+            raise ValueError(f"type must be one of {CLIENT_TYPES}, got {type!r}")
+        uris = _names("redirect_uris", redirect_uris)
+        for uri in uris:
+            parts = urlsplit(uri)
+            if not parts.scheme or not parts.netloc or parts.fragment:
+                raise ValueError(
+                    f"redirect_uris: {uri!r} is not an absolute URI without a fragment"
+                )
+        kept_secrets, kept_certificates = _names("secrets", secrets), tuple(certificates)
+        if type != "confidential" and (kept_secrets or kept_certificates):
+            raise ValueError(f"a {type} client has no credentials; register it without them")
         client = ClientRegistration(
             client_id=_client_id(client_id),
             name=name,
             roles=self._grants(roles),
-            secrets=_names("secrets", secrets),
-            certificates=tuple(certificates),
+            type=type,
+            redirect_uris=uris,
+            scopes=self._consents(scopes or {}),
+            secrets=kept_secrets,
+            certificates=kept_certificates,
             private_key_pem=private_key_pem,
         )
         with self._lock:
@@ -206,6 +294,23 @@ class Registry:
             grants[api.client_id] = tuple(dict.fromkeys((*grants.get(api.client_id, ()), *granted)))
         return grants
 
+    def _consents(self, scopes: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, ...]]:
+        """Consents keyed by API client id; an API must exist and expose every scope."""
+        if not hasattr(scopes, "items"):
+            raise ValueError(f"scopes must map an API to scope names, got {scopes!r}")
+        consents: dict[str, tuple[str, ...]] = {}
+        for resource, names in scopes.items():
+            api = self.find_api(resource)
+            if api is None:
+                raise ValueError(f"scopes: no API is registered as {resource!r}; register it first")
+            granted = _names(f"scopes[{resource!r}]", names)
+            unexposed = sorted(name for name in granted if not api.exposes(name))
+            if unexposed:
+                raise ValueError(f"scopes: {resource!r} exposes no delegated scopes {unexposed}")
+            merged = (*consents.get(api.client_id, ()), *granted)
+            consents[api.client_id] = tuple(dict.fromkeys(merged))
+        return consents
+
     def find_api(self, resource: str) -> ApiRegistration | None:
         return next((api for api in self._apis if api.named_by(resource)), None)
 
@@ -217,6 +322,19 @@ class Registry:
 
     def client(self, client_id: str) -> ClientRegistration | None:
         return self._clients.get(client_id.lower())
+
+    @property
+    def apis(self) -> tuple[ApiRegistration, ...]:
+        return self._apis
+
+    @property
+    def clients(self) -> tuple[ClientRegistration, ...]:
+        return tuple(self._clients.values())
+
+    def spa_origins(self) -> frozenset[str]:
+        """The redirect origins of every SPA client: where the token endpoint allows CORS."""
+        clients = self._clients.values()
+        return frozenset().union(*(c.redirect_origins for c in clients if c.type == "spa"))
 
 
 def _client_id(value: str | None) -> str:

@@ -14,8 +14,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
+from entra_guard.testing.delegated import GrantStore
 from entra_guard.testing.registrations import Registry
 from entra_guard.testing.tenants import MSA_TENANT_ID
+from entra_guard.testing.users import UserDirectory
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -144,6 +146,9 @@ class EmulatorState:
         self._token_requests = 0
         self.faults = Faults()
         self.registry = Registry()
+        self.users = UserDirectory()
+        #: Outstanding authorization codes and refresh tokens.
+        self.grants = GrantStore()
         #: Seconds an issued token lives: its ``exp - iat`` and the response's ``expires_in``.
         self.token_lifetime = DEFAULT_TOKEN_LIFETIME
         #: The emulator's own base URL, known once the socket is bound.

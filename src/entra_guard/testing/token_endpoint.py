@@ -1,4 +1,7 @@
-"""The client-credentials grant of ``/{tenant}/oauth2/v2.0/token`` and ``/{tenant}/oauth2/token``.
+"""The token endpoints ``/{tenant}/oauth2/v2.0/token`` and ``/{tenant}/oauth2/token``.
+
+This module answers the client-credentials grant and hands the user grants (authorization
+code, refresh token; v2 endpoint only) to :mod:`entra_guard.testing.user_grants`.
 
 Checks run in Entra's order: the tenant, the grant, the parameters, the client and its
 credential, and only then the resource, so an unauthenticated caller learns nothing about the
@@ -9,18 +12,22 @@ its version is the API's ``access_token_version``, never the endpoint's. The v1 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
-from urllib.parse import parse_qsl, unquote_plus
 
 from starlette.responses import JSONResponse, Response
 
-from entra_guard.testing.assertions import verify_assertion
+from entra_guard.testing.client_auth import (
+    ASSERTION_TYPE,
+    authenticate,
+    basic_credentials,
+    parse_form,
+    required,
+)
 from entra_guard.testing.tenants import resolve_tenant
 from entra_guard.testing.token_errors import TokenError
 from entra_guard.testing.tokens import build_claims, build_header, sign
+from entra_guard.testing.user_grants import USER_GRANTS, cors_headers, user_grant
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -34,12 +41,9 @@ __all__ = ["ASSERTION_TYPE", "EndpointVersion", "token_path", "token_response"]
 
 EndpointVersion: TypeAlias = Literal["1.0", "2.0"]
 
-ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _TENANTLESS = frozenset({"common", "organizations", "consumers"})
 _NO_STORE = {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"}
 _DEFAULT_SUFFIX = "/.default"
-# Client authentication reference values for azpacr / appidacr.
-_BY_SECRET, _BY_CERTIFICATE = "1", "2"
 
 
 def token_path(segment: str, version: EndpointVersion) -> str:
@@ -51,20 +55,25 @@ async def token_response(
     state: EmulatorState, request: Request, version: EndpointVersion
 ) -> Response:
     """Answer one token request (faults were applied by the caller)."""
-    form = _form(await request.body())
+    form = parse_form(await request.body())
     endpoint = str(request.url.replace(query="", fragment=""))
+    origin = request.headers.get("origin")
+    cors = cors_headers(state, origin)
     try:
         answer = _grant(
             state,
             form,
             segment=str(request.path_params["tenant"]),
             endpoint=endpoint,
-            basic=_basic_credentials(request.headers.get("authorization")),
+            basic=basic_credentials(request.headers.get("authorization")),
             version=version,
+            origin=origin,
         )
     except TokenError as error:
-        return error.response(state.instance)
-    return JSONResponse(answer, headers=_NO_STORE)
+        response: Response = error.response(state.instance)
+        response.headers.update(cors)
+        return response
+    return JSONResponse(answer, headers={**_NO_STORE, **cors})
 
 
 def _grant(
@@ -75,11 +84,22 @@ def _grant(
     endpoint: str,
     basic: tuple[str, str] | None,
     version: EndpointVersion,
+    origin: str | None = None,
 ) -> dict[str, Any]:
     tenant = resolve_tenant(segment)
     if tenant is None or not state.knows(tenant):
         raise TokenError.unknown_tenant(segment)
-    grant_type = _required(form, "grant_type")
+    grant_type = required(form, "grant_type")
+    if grant_type in USER_GRANTS and version == "2.0":
+        return user_grant(
+            state,
+            form,
+            tenant=tenant,
+            grant_type=grant_type,
+            basic=basic,
+            endpoint=endpoint,
+            origin=origin,
+        )
     if grant_type != "client_credentials":
         raise TokenError.unsupported_grant(grant_type)
     if tenant.segment in _TENANTLESS:
@@ -94,7 +114,7 @@ def _grant(
     client = state.registry.client(client_id) if home else None
     if client is None:
         raise TokenError.unknown_client(client_id, tenant.tid or tenant.segment)
-    acr = _authenticate(client, form, basic, endpoint)
+    acr = authenticate(client, form, basic, endpoint)
     api = state.registry.find_api(resource)
     if api is None:
         raise TokenError.resource_not_found(resource, state.tenant_id)
@@ -104,10 +124,10 @@ def _grant(
 def _resource(form: Mapping[str, str], version: EndpointVersion) -> str:
     """The resource a v2 ``scope`` or a v1 ``resource`` names."""
     if version == "1.0":
-        return _required(form, "resource")
+        return required(form, "resource")
     if "resource" in form:
         raise TokenError.resource_parameter_on_v2()
-    scope = _required(form, "scope")
+    scope = required(form, "scope")
     items = scope.split()
     if any(not item.endswith(_DEFAULT_SUFFIX) for item in items):
         raise TokenError.scope_without_default(scope)
@@ -117,34 +137,6 @@ def _resource(form: Mapping[str, str], version: EndpointVersion) -> str:
     if not resources or not resources[0]:
         raise TokenError.invalid_scope(scope)
     return resources[0]
-
-
-def _authenticate(
-    client: ClientRegistration,
-    form: Mapping[str, str],
-    basic: tuple[str, str] | None,
-    endpoint: str,
-) -> str:
-    """The client-authentication reference value, once the credential checks out."""
-    secret = form.get("client_secret") or (basic[1] if basic else None)
-    assertion = form.get("client_assertion")
-    if basic is not None and basic[0].lower() != client.client_id:
-        raise TokenError.invalid_secret(client.client_id)
-    if secret and assertion:
-        raise TokenError.two_credentials()
-    if assertion:
-        assertion_type = _required(form, "client_assertion_type")
-        if assertion_type != ASSERTION_TYPE:
-            raise TokenError.malformed_assertion(
-                f"The client_assertion_type must be '{ASSERTION_TYPE}'."
-            )
-        verify_assertion(assertion, client=client, endpoint=endpoint, now=time.time())
-        return _BY_CERTIFICATE
-    if secret:
-        if not client.has_secret(secret):
-            raise TokenError.invalid_secret(client.client_id)
-        return _BY_SECRET
-    raise TokenError.no_credential()
 
 
 def _issue(
@@ -191,36 +183,3 @@ def _issue(
         "resource": resource,
         "access_token": token,
     }
-
-
-def _form(body: bytes) -> dict[str, str]:
-    """The form's parameters; the first of repeated ones wins, anything unreadable is absent."""
-    try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
-    except (UnicodeDecodeError, ValueError):
-        return {}
-    form: dict[str, str] = {}
-    for name, value in pairs:
-        form.setdefault(name, value)
-    return form
-
-
-def _required(form: Mapping[str, str], name: str) -> str:
-    value = form.get(name, "").strip()
-    if not value:
-        raise TokenError.missing_parameter(name)
-    return value
-
-
-def _basic_credentials(header: str | None) -> tuple[str, str] | None:
-    """``client_secret_basic``: both halves are form-encoded before base64 (RFC 6749 2.3.1)."""
-    if not header or header[:6].lower() != "basic ":
-        return None
-    try:
-        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    client_id, colon, secret = decoded.partition(":")
-    if not colon:
-        return None
-    return unquote_plus(client_id), unquote_plus(secret)

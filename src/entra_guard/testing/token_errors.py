@@ -1,4 +1,4 @@
-"""The token endpoint's refusals, with Entra's codes, OAuth error words and texts.
+"""The refusals of the token and authorize endpoints, with Entra's codes, error words and texts.
 
 Texts follow what Entra really answers (as seen in Microsoft's docs and public bug reports),
 trimmed of links; clients must not branch on them, only on ``error`` and ``error_codes``.
@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from starlette.responses import JSONResponse
+
+    from entra_guard.testing.registrations import ClientRegistration
 
 __all__ = ["TokenError"]
 
@@ -133,6 +135,25 @@ class TokenError(Exception):
             "have sent your authentication request to the wrong tenant.",
         )
 
+    @classmethod
+    def unexposed_scope(cls, scope: str, *, note: str = "") -> TokenError:
+        return cls(
+            "invalid_scope",
+            70011,
+            "The provided request must include a 'scope' input parameter. The provided value "
+            f"for the input parameter 'scope' is not valid. The scope {scope} is not valid.{note}",
+        )
+
+    @classmethod
+    def consent_required(cls, client: ClientRegistration) -> TokenError:
+        return cls(
+            "consent_required",
+            65001,
+            "The user or administrator has not consented to use the application with ID "
+            f"'{client.client_id}' named '{client.name}'. Send an interactive authorization "
+            "request for this user and resource.",
+        )
+
     # -- the client -------------------------------------------------------------------------
 
     @classmethod
@@ -172,6 +193,94 @@ class TokenError(Exception):
             "Invalid client secret provided. Ensure the secret being sent in the request is the "
             f"client secret value, not the client secret ID, for a secret added to app "
             f"'{client_id}'.",
+        )
+
+    @classmethod
+    def public_client_credential(cls) -> TokenError:
+        return cls(
+            "invalid_client",
+            700025,
+            "Client is public so neither 'client_assertion' nor 'client_secret' should be "
+            "presented.",
+        )
+
+    @classmethod
+    def cross_origin_not_spa(cls, origin: str) -> TokenError:
+        return cls(
+            "invalid_request",
+            9002326,
+            "Cross-origin token redemption is permitted only for the 'Single-Page Application' "
+            f"client-type. Request origin: '{origin}'.",
+        )
+
+    @classmethod
+    def spa_without_origin(cls) -> TokenError:
+        return cls(
+            "invalid_request",
+            9002327,
+            "Tokens issued for the 'Single-Page Application' client-type may only be redeemed "
+            "via cross-origin requests.",
+        )
+
+    @classmethod
+    def pkce_required(cls) -> TokenError:
+        return cls(
+            "invalid_request",
+            9002325,
+            "Proof Key for Code Exchange is required for cross-origin authorization code "
+            "redemption.",
+        )
+
+    # -- codes and refresh tokens -------------------------------------------------------------
+
+    @classmethod
+    def malformed_grant(cls) -> TokenError:
+        return cls("invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.")
+
+    @classmethod
+    def code_redeemed(cls) -> TokenError:
+        return cls(
+            "invalid_grant",
+            54005,
+            "OAuth2 Authorization code was already redeemed, please retry with a new valid "
+            "code or use an existing refresh token.",
+        )
+
+    @classmethod
+    def grant_expired(cls) -> TokenError:
+        return cls(
+            "invalid_grant",
+            70008,
+            "The provided authorization code or refresh token has expired due to inactivity. "
+            "Send a new interactive authorization request for this user and resource.",
+        )
+
+    @classmethod
+    def spa_refresh_expired(cls) -> TokenError:
+        return cls(
+            "invalid_grant",
+            700084,
+            "The refresh token was issued to a single page app (SPA), and therefore has a "
+            "fixed, limited lifetime of 1.00:00:00, which cannot be extended. It is now "
+            "expired and a new sign in request must be sent by the SPA to the sign in page.",
+        )
+
+    @classmethod
+    def grant_not_for_client(cls, what: str) -> TokenError:
+        return cls(
+            "invalid_grant",
+            70000,
+            f"The provided value for the '{what}' parameter is not valid. The grant was "
+            "issued to another client or for another redirect URI.",
+        )
+
+    @classmethod
+    def verifier_mismatch(cls) -> TokenError:
+        return cls(
+            "invalid_grant",
+            501481,
+            "The Code_Verifier does not match the code_challenge supplied in the authorization "
+            "request.",
         )
 
     # -- the client assertion ---------------------------------------------------------------

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from entra_guard.testing.keys import EmulatorKey
     from entra_guard.testing.tenants import Version
+    from entra_guard.testing.users import EmulatorUser
 
 __all__ = [
     "DEFAULT_AUDIENCE",
@@ -34,7 +35,9 @@ __all__ = [
     "REMOVE",
     "build_claims",
     "build_header",
+    "build_id_token_claims",
     "merge",
+    "pairwise_subject",
     "sign",
 ]
 
@@ -81,11 +84,15 @@ def build_claims(
     scopes: Sequence[str],
     now: float,
     lifetime: float,
+    user: EmulatorUser | None = None,
 ) -> dict[str, Any]:
     """The payload of one of the four token shapes.
 
-    Entra writes ``aud``, ``iss``, ``iat``, ``nbf``, ``exp`` first and the rest in alphabetical
-    order; the emulator does the same, so tokens look alike when decoded side by side.
+    A delegated token is about ``user`` (their ``oid``, ``name``, UPN, ``groups``; a guest's
+    ``idp`` names their home tenant and v1 carries no ``upn``), or about a fixed test user
+    when ``user`` is ``None``. Entra writes ``aud``, ``iss``, ``iat``, ``nbf``, ``exp`` first
+    and the rest in alphabetical order; the emulator does the same, so tokens look alike when
+    decoded side by side.
     """
     if version not in ("1.0", "2.0"):
         raise ValueError(f"version must be '1.0' or '2.0', got {version!r}")
@@ -103,9 +110,8 @@ def build_claims(
         oid = _object_id(tid, "service-principal", client_id)
         sub = oid
     else:
-        oid = _object_id(tid, "user", _USER_UPN)
-        # Pairwise: the same user has a different ``sub`` at every application.
-        sub = b64url(hashlib.sha256(f"{oid}|{audience}".encode()).digest())
+        oid = user.object_id if user is not None else _object_id(tid, "user", _USER_UPN)
+        sub = pairwise_subject(oid, audience)
     body: dict[str, Any] = {
         "aio": secrets.token_urlsafe(64),
         "oid": oid,
@@ -124,17 +130,79 @@ def build_claims(
         body["idp"] = f"{V1_ISSUER_HOST}/{tid}/" if version == "1.0" else iss
     else:
         body["scp"] = " ".join(scopes or DEFAULT_SCOPES)
-        body["name"] = f"{_USER_GIVEN_NAME} {_USER_FAMILY_NAME}"
-        if version == "2.0":
-            body["preferred_username"] = _USER_UPN
-        else:
-            body |= {"amr": ["pwd"], "family_name": _USER_FAMILY_NAME}
-            body |= {"given_name": _USER_GIVEN_NAME, "ipaddr": "127.0.0.1"}
-            body |= {"unique_name": _USER_UPN, "upn": _USER_UPN}
+        body |= _user_claims(version, user)
+        if user is not None and user.guest:
+            body["idp"] = f"{V1_ISSUER_HOST}/{user.home_tenant_id}/"
     if roles:
         body["roles"] = list(roles)
     issued_at = math.floor(now)
     head = {"aud": audience, "iss": iss, "iat": issued_at, "nbf": issued_at}
+    head["exp"] = math.floor(now + lifetime)
+    return head | dict(sorted(body.items()))
+
+
+def pairwise_subject(oid: str, audience: str) -> str:
+    """``sub``: the same user has a different one at every application."""
+    return b64url(hashlib.sha256(f"{oid}|{audience}".encode()).digest())
+
+
+def _user_claims(version: Version, user: EmulatorUser | None) -> dict[str, Any]:
+    upn = user.upn if user is not None else _USER_UPN
+    given = user.given_name if user is not None else _USER_GIVEN_NAME
+    family = user.family_name if user is not None else _USER_FAMILY_NAME
+    claims: dict[str, Any] = {"name": user.name if user is not None else f"{given} {family}"}
+    if user is not None and user.groups:
+        claims["groups"] = list(user.groups)
+    if version == "2.0":
+        claims["preferred_username"] = upn
+        return claims
+    claims |= {"amr": ["pwd"], "ipaddr": "127.0.0.1", "unique_name": upn}
+    if family:
+        claims["family_name"] = family
+    if given:
+        claims["given_name"] = given
+    if user is None or not user.guest:  # a guest's v1 token has no upn (unique_name only)
+        claims["upn"] = upn
+    else:
+        claims["email"] = upn
+    return claims
+
+
+def build_id_token_claims(
+    *,
+    instance: str,
+    tid: str,
+    client_id: str,
+    user: EmulatorUser,
+    nonce: str | None,
+    email: bool,
+    now: float,
+    lifetime: float,
+) -> dict[str, Any]:
+    """A v2 ID token's payload (from ``/token``: no ``c_hash``/``at_hash``): ``aud`` is the
+    client, ``nonce`` is echoed as sent, ``email`` with the ``email`` scope."""
+    _check_times(now, lifetime)
+    iss = issuer(instance, "2.0", tid)
+    body: dict[str, Any] = {
+        "aio": secrets.token_urlsafe(64),
+        "name": user.name,
+        "oid": user.object_id,
+        "preferred_username": user.upn,
+        "rh": f"0.{secrets.token_urlsafe(48)}",
+        "sid": _object_id(tid, "session", user.object_id),
+        "sub": pairwise_subject(user.object_id, client_id),
+        "tid": tid,
+        "uti": secrets.token_urlsafe(16),
+        "ver": "2.0",
+    }
+    if nonce is not None:
+        body["nonce"] = nonce
+    if email:
+        body["email"] = user.upn
+    if user.guest:
+        body["idp"] = f"{V1_ISSUER_HOST}/{user.home_tenant_id}/"
+    issued_at = math.floor(now)
+    head = {"aud": client_id, "iss": iss, "iat": issued_at, "nbf": issued_at}
     head["exp"] = math.floor(now + lifetime)
     return head | dict(sorted(body.items()))
 
