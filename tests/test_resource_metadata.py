@@ -648,7 +648,6 @@ def _pkce() -> tuple[str, str]:
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-@pytest.mark.xfail(reason="needs the emulator sign-in (issue10-signin)", strict=False)
 def test_a_client_signs_a_user_in_from_a_401(idp: EntraEmulator) -> None:
     """401 -> metadata -> the authority's OpenID configuration -> sign-in page -> code ->
     token (PKCE, public client) -> 200, each step from what the previous one said."""
