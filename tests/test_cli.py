@@ -441,7 +441,9 @@ def test_emulator_command_prints_what_to_use(capsys: pytest.CaptureFixture[str])
     assert "/oauth2/v2.0/authorize" in out
 
 
-def test_emulator_command_as_a_process() -> None:
+@pytest.mark.parametrize("stop_with", [signal.SIGINT, signal.SIGTERM])
+def test_emulator_command_as_a_process(stop_with: signal.Signals) -> None:
+    """Ctrl-C and SIGTERM alike stop it cleanly: its CA and server key do not stay behind."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     lines = []
     with subprocess.Popen(  # noqa: S603
@@ -454,9 +456,12 @@ def test_emulator_command_as_a_process() -> None:
                 if line.startswith("Press Ctrl-C"):
                     break
         finally:
-            process.send_signal(signal.SIGINT)
+            process.send_signal(stop_with)
             assert process.wait(10) == 0
     text = "".join(lines)
+    ca_bundle = Path(text.split("export ENTRA_CA_BUNDLE=", 1)[1].split()[0])
+    assert ca_bundle.name == "ca.pem"
+    assert not ca_bundle.parent.exists()
     assert "instance     https://127.0.0.1:" in text
     assert "CA bundle" in text
     assert "export ENTRA_TENANT_ID=" in text
@@ -513,6 +518,15 @@ def _call_the_example_api(exports: list[str], get_a_token: str) -> str:
         finally:
             stop(api)
         return log.rest()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.1", "example.com"])  # noqa: S104
+def test_the_emulator_listens_on_loopback_only(
+    host: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It hands out secrets and passwords to whoever asks: never beyond this machine."""
+    assert main(["emulator", "--host", host]) == EXIT_USAGE
+    assert "host must be a loopback address" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("command", "extra"), [("emulator", "testing"), ("demo", "demo")])

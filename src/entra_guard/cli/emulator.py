@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import signal
 import sys
 import threading
 from typing import TYPE_CHECKING, Any, TextIO
@@ -100,6 +101,7 @@ def run_emulator(args: argparse.Namespace, *, stop: threading.Event | None = Non
     except (OSError, ValueError) as exc:
         idp.stop()
         return fail(f"cannot load registrations: {exc}", EXIT_USAGE)
+    _stop_on_sigterm()
     try:  # Ctrl-C may come at any moment from here on, and always means a clean stop
         if getattr(args, "json", False):
             sys.stdout.write(json.dumps(describe_json(idp, apis, clients, users)) + "\n")
@@ -113,6 +115,18 @@ def run_emulator(args: argparse.Namespace, *, stop: threading.Event | None = Non
     finally:
         idp.stop()
     return EXIT_OK
+
+
+def _stop_on_sigterm() -> None:
+    """Make SIGTERM (kill, a service manager) stop as cleanly as Ctrl-C: the generated CA and
+    server key are deleted on the way out, not left in the temporary directory."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set there; tests run the command in threads
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def describe(

@@ -17,7 +17,7 @@ import uuid
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from entra_guard.config import EntraConfig, is_guid
+from entra_guard.config import EntraConfig, is_guid, is_loopback_host
 from entra_guard.testing.app import build_app
 from entra_guard.testing.documents import jwks_path, metadata_path
 from entra_guard.testing.keys import EmulatorKey
@@ -72,6 +72,9 @@ class EntraEmulator(RegistrationMethods):
         tenant = str(uuid.uuid4()) if tenant_id is None else tenant_id
         if not isinstance(tenant, str) or not is_guid(tenant):
             raise ValueError(f"tenant_id must be a tenant GUID, got {tenant_id!r}")
+        if not is_loopback_host(host):
+            # It hands out secrets, passwords and tokens to anyone who asks: this machine only.
+            raise ValueError(f"host must be a loopback address (127.0.0.1, ::1), got {host!r}")
         self._tenant_id = tenant.lower()
         self._https = https
         self._host = host
