@@ -27,6 +27,7 @@ __all__ = ["DOCS_ASSETS", "assets", "serve_docs"]
 DOCS_ASSETS = {
     "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
     "swagger-ui.css": "text/css; charset=utf-8",
+    "favicon.png": "image/png",
 }
 
 
@@ -58,6 +59,7 @@ def serve_docs(app: FastAPI, folder: Traversable, *, docs_url: str = "/docs") ->
             init_oauth=app.swagger_ui_init_oauth,
             swagger_js_url=f"{root}{docs_url}/swagger-ui-bundle.js",
             swagger_css_url=f"{root}{docs_url}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{docs_url}/favicon.png",
             swagger_ui_parameters=app.swagger_ui_parameters,
         )
 
