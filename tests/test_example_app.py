@@ -107,9 +107,9 @@ def test_docs_are_public_and_show_the_lock(api: TestClient) -> None:
 def test_docs_need_no_internet(api: TestClient) -> None:
     """Swagger UI's own files come from the app (fastapi-offline ships them), not a CDN."""
     page = api.get("/docs").text
-    assert "cdn" not in page.lower()
-    for path, kind in (("/docs/swagger-ui-bundle.js", "javascript"), ("/docs/swagger-ui.css",
-                                                                      "css")):  # fmt: skip
+    assert "https://" not in page  # no CDN, no favicon from fastapi.tiangolo.com
+    for path, kind in (("/docs/swagger-ui-bundle.js", "javascript"),
+                       ("/docs/swagger-ui.css", "css"), ("/docs/favicon.png", "png")):  # fmt: skip
         asset = api.get(path)  # public, as the page loads it before anyone signs in
         assert asset.status_code == 200
         assert kind in asset.headers["content-type"]
@@ -263,3 +263,29 @@ def test_the_readme_client_example_runs_as_written(
         server.stop()
     assert capsys.readouterr().out.splitlines()[-1] == f"1 orders; called as {daemon.client_id}"
     assert idp.token_request_count() == 1  # one token, cached for the second call
+
+
+def test_the_readme_swagger_ui_example_runs_as_written(
+    entra_emulator: EntraEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    idp = entra_emulator
+    load_example(monkeypatch, idp, AUDIENCES=f"{DEFAULT_AUDIENCE},api://orders")  # ENTRA_* set
+    code = readme_code("## Users and Swagger UI")
+    placeholder = '"<Swagger UI\'s Application (client) ID>"'
+    assert code.count(placeholder) == 1
+    namespace: dict[str, Any] = {"__name__": "readme"}
+    exec(compile(code.replace(placeholder, repr(SPA_CLIENT_ID)), "README.md", "exec"), namespace)  # noqa: S102
+    with TestClient(namespace["app"]) as api:
+        assert api.get("/docs").status_code == 200
+        assert api.get("/docs/oauth2-redirect").status_code == 200
+        document = api.get("/openapi.json").json()
+        scheme = document["components"]["securitySchemes"]["EntraID"]
+        assert scheme["flows"]["authorizationCode"]["authorizationUrl"] == (
+            f"{idp.instance}/{idp.tenant_id}/oauth2/v2.0/authorize"
+        )
+        assert document["paths"]["/orders"]["get"]["security"] == [
+            {"EntraID": ["api://orders/Orders.Read"]}
+        ]
+        user = idp.issue_token(app_only=False, scopes=["Orders.Read"])
+        assert call(api, "GET", "/orders", user).json() == []
+        assert call(api, "GET", "/orders", None).status_code == 401
