@@ -34,6 +34,7 @@ from entra_guard.middleware import STATE_KEY
 from entra_guard.principal import EntraPrincipal
 
 __all__ = [
+    "SCHEME_NAME",
     "EntraSecurity",
     "Principal",
     "bearer_scheme",
