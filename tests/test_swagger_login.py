@@ -56,23 +56,23 @@ def free_port() -> int:
 def dev_mode_api() -> Iterator[DevApi]:
     """``uvicorn entra_guard.examples.orders_api:app --port N`` with no ENTRA_* set."""
     port = free_port()
-    process = subprocess.Popen(  # noqa: S603
+    with subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", "uvicorn", *example_api(), "--port", str(port)],
         env=CLEAN_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    output = Output(process.stdout)
-    try:
-        printed = output.until("password:", timeout=60)
-        user = re.search(r"user: +(\S+)\n +password: +(\S+)\n", output.until("Uvicorn running"))
-        assert user is not None, printed
-        url = f"http://127.0.0.1:{port}"
-        assert f"open {url}/docs, click Authorize" in printed
-        wait_until_serving(f"{url}/health", process)
-        yield DevApi(url=url, upn=user.group(1), password=user.group(2), printed=printed)
-    finally:
-        stop(process)
-        output.rest()
+    ) as process:  # fmt: skip
+        assert process.stdout is not None
+        output = Output(process.stdout)
+        try:
+            printed = output.until("password:", timeout=60)
+            user = re.search(r"user: +(\S+)\n +password: +(\S+)\n", output.until("Uvicorn running"))
+            assert user is not None, printed
+            url = f"http://127.0.0.1:{port}"
+            assert f"open {url}/docs, click Authorize" in printed
+            wait_until_serving(f"{url}/health", process)
+            yield DevApi(url=url, upn=user.group(1), password=user.group(2), printed=printed)
+        finally:
+            stop(process)
+            output.rest()
 
 
 async def test_a_user_signs_in_through_swagger_ui_and_calls_the_api(tmp_path: Path) -> None:
