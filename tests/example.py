@@ -14,7 +14,8 @@ def load_example(
     monkeypatch: pytest.MonkeyPatch, idp: EntraEmulator | None, **env: str
 ) -> ModuleType:
     """A fresh import of the example, ``ENTRA_*`` pointing at ``idp`` (dev mode when None)."""
-    for name in ("TENANT_ID", "AUDIENCES", "INSTANCE", "ALLOWED_TENANTS", "ALLOWED_CLIENT_IDS"):
+    for name in ("TENANT_ID", "AUDIENCES", "INSTANCE", "ALLOWED_TENANTS", "ALLOWED_CLIENT_IDS",
+                 "SWAGGER_CLIENT_ID"):  # fmt: skip
         monkeypatch.delenv(f"ENTRA_{name}", raising=False)
     if idp is not None:
         monkeypatch.setenv("ENTRA_TENANT_ID", idp.tenant_id)

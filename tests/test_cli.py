@@ -58,7 +58,14 @@ def test_demo_passes(
     assert main(["demo"]) == EXIT_OK
     out = capsys.readouterr().out
     assert "[FAIL]" not in out
-    assert "All 11 outcomes were the expected ones." in out
+    assert "All 14 outcomes were the expected ones." in out
+    assert re.search(r"\[ok\] token: a user signs in \(code \+ PKCE\) +adele@contoso.test", out)
+    assert re.search(r"GET /orders, user with scope Orders.Read +-> 200 \(expected 200\)", out)
+    assert re.search(
+        r"POST /orders, user lacking role Orders.Write +-> 403 \(expected 403\) "
+        r"insufficient_scope: This operation requires app role Orders.Write",
+        out,
+    )
     assert "-> 403 (expected 403)" in out
     assert "-> 401 (expected 401) invalid_token" in out
 

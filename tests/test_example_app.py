@@ -11,7 +11,8 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from entra_guard.testing import DEFAULT_CLIENT_ID, EntraEmulator
+from entra_guard.cli.user_sign_in import sign_in
+from entra_guard.testing import DEFAULT_AUDIENCE, DEFAULT_CLIENT_ID, EntraEmulator
 from entra_guard.testing.server import BackgroundServer
 from tests.example import load_example
 
@@ -98,18 +99,91 @@ def test_without_a_token_every_protected_route_is_401(api: TestClient) -> None:
 def test_docs_are_public_and_show_the_lock(api: TestClient) -> None:
     assert api.get("/docs").status_code == 200
     document = api.get("/openapi.json").json()
-    assert "EntraID" in document["components"]["securitySchemes"]
+    # no ENTRA_SWAGGER_CLIENT_ID: a token to paste, as before
+    assert document["components"]["securitySchemes"]["EntraID"]["scheme"] == "bearer"
     assert document["paths"]["/orders"]["post"]["security"] == [{"EntraID": []}]
+
+
+def test_docs_need_no_internet(api: TestClient) -> None:
+    """Swagger UI's own files come from the app (fastapi-offline ships them), not a CDN."""
+    page = api.get("/docs").text
+    assert "https://" not in page  # no CDN, no favicon from fastapi.tiangolo.com
+    for path, kind in (("/docs/swagger-ui-bundle.js", "javascript"),
+                       ("/docs/swagger-ui.css", "css"), ("/docs/favicon.png", "png")):  # fmt: skip
+        asset = api.get(path)  # public, as the page loads it before anyone signs in
+        assert asset.status_code == 200
+        assert kind in asset.headers["content-type"]
+        assert f'"{path}"' in page or f"'{path}'" in page
+    assert "SwaggerUIBundle" in api.get("/docs/swagger-ui-bundle.js").text
+
+
+SPA_CLIENT_ID = "0b5e2d7c-6a51-4f0e-9b0a-1c2d3e4f5a6b"
+
+
+def test_swagger_ui_signs_users_in_with_the_configured_spa(
+    entra_emulator: EntraEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    idp = entra_emulator
+    example = load_example(monkeypatch, idp, AUDIENCES=f"{DEFAULT_AUDIENCE},api://orders",
+                           SWAGGER_CLIENT_ID=SPA_CLIENT_ID)  # fmt: skip
+    with TestClient(example.app) as api:
+        page = api.get("/docs").text
+        assert f'"clientId": "{SPA_CLIENT_ID}"' in page
+        assert '"usePkceWithAuthorizationCodeGrant": true' in page
+        assert api.get("/docs/oauth2-redirect").status_code == 200  # public: the sign-in ends there
+        document = api.get("/openapi.json").json()
+        flow = document["components"]["securitySchemes"]["EntraID"]["flows"]["authorizationCode"]
+        authority = f"{idp.instance}/{idp.tenant_id}/oauth2/v2.0"
+        assert (flow["authorizationUrl"], flow["tokenUrl"]) == (
+            f"{authority}/authorize",
+            f"{authority}/token",
+        )
+        assert flow["scopes"] == {"api://orders/Orders.Read": "Read the orders"}
+        operations = document["paths"]
+        assert operations["/orders"]["get"]["security"] == [
+            {"EntraID": ["api://orders/Orders.Read"]}
+        ]
+        assert operations["/orders"]["post"]["security"] == [{"EntraID": []}]  # an app role
+        user = idp.issue_token(app_only=False, scopes=["Orders.Read"])
+        assert call(api, "GET", "/orders", user).status_code == 200
+        refused = call(api, "POST", "/orders", user, json={"item": "tea", "quantity": 1})
+        assert refused.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("argv", "environment", "port"),
+    [
+        (["uvicorn", "entra_guard.examples.orders_api:app"], {}, 8000),
+        (["uvicorn", "m:app", "--port", "8123"], {}, 8123),
+        (["uvicorn", "m:app", "--port=8124", "--reload"], {}, 8124),
+        (["uvicorn", "m:app"], {"UVICORN_PORT": "8125"}, 8125),
+    ],
+)
+def test_the_dev_mode_learns_its_port_from_uvicorns_command_line(
+    entra_emulator: EntraEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    environment: dict[str, str],
+    port: int,
+) -> None:
+    serving_port = load_example(monkeypatch, entra_emulator).serving_port
+    monkeypatch.setattr("sys.argv", argv)
+    monkeypatch.delenv("UVICORN_PORT", raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert serving_port() == port
 
 
 def test_dev_mode_starts_an_emulator_and_says_how_to_get_a_token(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    monkeypatch.setattr("sys.argv", ["uvicorn", "entra_guard.examples.orders_api:app"])
     example = load_example(monkeypatch, None)
     idp: EntraEmulator = example._dev_identity[0]
     try:
         printed = capsys.readouterr().out
         assert "dev mode" in printed
+        assert "open http://127.0.0.1:8000/docs, click Authorize" in printed
         fields = dict(re.findall(r"-d (client_id|client_secret|scope)='?([^' ]+)'?", printed))
         url = re.search(r"curl -s (\S+/oauth2/v2.0/token)", printed)
         assert url is not None
@@ -121,6 +195,33 @@ def test_dev_mode_starts_an_emulator_and_says_how_to_get_a_token(
             for method, path, status in (("GET", "/orders", 200), ("POST", "/orders", 201)):
                 body = {"item": "tea", "quantity": 1} if method == "POST" else None
                 assert call(api, method, path, token, json=body).status_code == status
+    finally:
+        idp.stop()
+
+
+async def test_dev_mode_user_signs_in_as_printed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The printed user signs in through the printed Swagger UI client, as Swagger UI would."""
+    monkeypatch.setattr("sys.argv", ["uvicorn", "entra_guard.examples.orders_api:app"])
+    example = load_example(monkeypatch, None)
+    idp: EntraEmulator = example._dev_identity[0]
+    try:
+        printed = capsys.readouterr().out
+        user = re.search(r"user: +(\S+)\n +password: +(\S+)\n", printed)
+        assert user is not None
+        init = example.app.swagger_ui_init_oauth
+        async with httpx.AsyncClient(timeout=10) as browser:
+            token = await sign_in(
+                browser, authority=f"{idp.instance}/{idp.tenant_id}", client_id=init["clientId"],
+                redirect_uri="http://127.0.0.1:8000/docs/oauth2-redirect",
+                scopes=init["scopes"].split(), upn=user.group(1), password=user.group(2),
+            )  # fmt: skip
+        with TestClient(example.app) as api:
+            assert call(api, "GET", "/me", token).json()["scopes"] == ["Orders.Read"]
+            assert call(api, "GET", "/orders", token).status_code == 200
+            order = {"item": "tea", "quantity": 1}
+            assert call(api, "POST", "/orders", token, json=order).status_code == 403
     finally:
         idp.stop()
 
@@ -160,3 +261,29 @@ def test_the_readme_client_example_runs_as_written(
         server.stop()
     assert capsys.readouterr().out.splitlines()[-1] == f"1 orders; called as {daemon.client_id}"
     assert idp.token_request_count() == 1  # one token, cached for the second call
+
+
+def test_the_readme_swagger_ui_example_runs_as_written(
+    entra_emulator: EntraEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    idp = entra_emulator
+    load_example(monkeypatch, idp, AUDIENCES=f"{DEFAULT_AUDIENCE},api://orders")  # ENTRA_* set
+    code = readme_code("## Users and Swagger UI")
+    placeholder = '"<Swagger UI\'s Application (client) ID>"'
+    assert code.count(placeholder) == 1
+    namespace: dict[str, Any] = {"__name__": "readme"}
+    exec(compile(code.replace(placeholder, repr(SPA_CLIENT_ID)), "README.md", "exec"), namespace)  # noqa: S102
+    with TestClient(namespace["app"]) as api:
+        assert api.get("/docs").status_code == 200
+        assert api.get("/docs/oauth2-redirect").status_code == 200
+        document = api.get("/openapi.json").json()
+        scheme = document["components"]["securitySchemes"]["EntraID"]
+        assert scheme["flows"]["authorizationCode"]["authorizationUrl"] == (
+            f"{idp.instance}/{idp.tenant_id}/oauth2/v2.0/authorize"
+        )
+        assert document["paths"]["/orders"]["get"]["security"] == [
+            {"EntraID": ["api://orders/Orders.Read"]}
+        ]
+        user = idp.issue_token(app_only=False, scopes=["Orders.Read"])
+        assert call(api, "GET", "/orders", user).json() == []
+        assert call(api, "GET", "/orders", None).status_code == 401

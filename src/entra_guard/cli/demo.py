@@ -1,8 +1,10 @@
 """``entra-guard demo``: the whole story on one machine, each step checked.
 
-A local Entra ID (the emulator) with an API and two daemons registered; the example API served
-by uvicorn on loopback and trusting that Entra ID; tokens acquired with the client-credentials
-grant (a secret, then a certificate); and calls whose answers must be exactly the expected ones.
+A local Entra ID (the emulator) with an API, two daemons, a single-page app and a user
+registered; the example API served by uvicorn on loopback and trusting that Entra ID; tokens
+acquired with the client-credentials grant (a secret, then a certificate) and by a user's
+sign-in (authorization code with PKCE, as Swagger UI does it); and calls whose answers must be
+exactly the expected ones.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any
 import httpx
 
 from entra_guard.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail
-from entra_guard.cli.emulator import DEMO_API, register_demo
+from entra_guard.cli.emulator import DEMO_API, DEMO_ROLES
+from entra_guard.cli.user_sign_in import SignInError, sign_in
 from entra_guard.client import ClientCertificate, ClientSecret, ConfidentialClient
 from entra_guard.testing import EntraEmulator
 from entra_guard.testing.server import BackgroundServer
@@ -32,6 +35,8 @@ __all__ = ["EXAMPLE_MODULE", "load_example", "run_demo"]
 #: The example API the demo serves; it ships in the wheel (``src/entra_guard/examples/``).
 EXAMPLE_MODULE = "entra_guard.examples.orders_api"
 _SCOPE = f"{DEMO_API}/.default"
+#: The API's delegated scopes (short names): a signed-in user's app is granted these.
+DEMO_SCOPES = ("Orders.Read",)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -76,7 +81,9 @@ class Report:
 
 async def _demo(report: Report) -> None:
     with EntraEmulator() as idp:
-        api, reader = register_demo(idp, granted=("Orders.Read",))
+        # register_demo's API, with the delegated scope a signed-in user's app asks for too
+        api = idp.register_api(app_id_uri=DEMO_API, roles=DEMO_ROLES, scopes=DEMO_SCOPES)
+        reader = idp.register_client(name="orders-daemon", roles={DEMO_API: ["Orders.Read"]})
         writer = idp.register_client(
             name="orders-writer", roles={DEMO_API: ["Orders.Read", "Orders.Write"]},
             secret=False, certificate=True,
@@ -99,6 +106,7 @@ async def _demo(report: Report) -> None:
                 key, cert = writer.private_key_pem or b"", writer.certificate_pem or b""
                 certificate = ClientCertificate(key, cert)
                 await _writer_calls(idp, http, writer.client_id, certificate, report)
+                await _user_calls(idp, http, base, report)
         finally:
             server.stop()
 
@@ -151,6 +159,35 @@ async def _writer_calls(
         report.expect("POST /orders, role Orders.Write", created, 201)
 
 
+async def _user_calls(
+    idp: EntraEmulator, http: httpx.AsyncClient, base: str, report: Report
+) -> None:
+    """A user signs in through Swagger UI's single-page app: the scope, not the app role."""
+    redirect_uri = f"{base}/docs/oauth2-redirect"
+    spa = idp.register_client(name="orders-swagger-ui", type="spa", redirect_uris=[redirect_uri],
+                              scopes={DEMO_API: list(DEMO_SCOPES)})  # fmt: skip
+    user = idp.register_user(upn="adele@contoso.test", name="Adele Vance")
+    try:
+        async with httpx.AsyncClient(timeout=10) as browser:  # the demo's emulator is http
+            token = await sign_in(
+                browser, authority=f"{idp.instance}/{idp.tenant_id}", client_id=spa.client_id,
+                redirect_uri=redirect_uri, scopes=[f"{DEMO_API}/{name}" for name in DEMO_SCOPES],
+                upn=user.upn, password=user.password,
+            )  # fmt: skip
+    except (SignInError, httpx.HTTPError) as exc:
+        report.step(False, "token: a user signs in (code + PKCE)", str(exc))
+        return
+    claims = _claims(token)
+    report.step(True, "token: a user signs in (code + PKCE)",
+                f"{claims.get('preferred_username')}, scp {claims.get('scp')}")  # fmt: skip
+    bearer = {"Authorization": f"Bearer {token}"}
+    report.expect("GET /orders, user with scope Orders.Read",
+                  await http.get("/orders", headers=bearer), 200)  # fmt: skip
+    report.expect("POST /orders, user lacking role Orders.Write",
+                  await http.post("/orders", headers=bearer,
+                                  json={"item": "cake", "quantity": 1}), 403)  # fmt: skip
+
+
 def _claims(token: str) -> dict[str, Any]:
     payload = token.split(".")[1]
     claims: dict[str, Any] = json.loads(
@@ -193,7 +230,7 @@ def load_example() -> ModuleType:
 @contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
     saved = {name: os.environ.get(name) for name in (*values, "ENTRA_ALLOWED_TENANTS",
-                                                      "ENTRA_ALLOWED_CLIENT_IDS")}  # fmt: skip
+                 "ENTRA_ALLOWED_CLIENT_IDS", "ENTRA_SWAGGER_CLIENT_ID")}  # fmt: skip
     for name in saved:
         os.environ.pop(name, None)
     os.environ.update(values)
