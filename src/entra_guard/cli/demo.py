@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from entra_guard.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail
-from entra_guard.cli.emulator import DEMO_API, DEMO_ROLES
+from entra_guard.cli.emulator import DEMO_API, register_demo, register_demo_sign_in
 from entra_guard.cli.user_sign_in import SignInError, sign_in
 from entra_guard.client import ClientCertificate, ClientSecret, ConfidentialClient
 from entra_guard.testing import EntraEmulator
@@ -35,8 +35,8 @@ __all__ = ["EXAMPLE_MODULE", "load_example", "run_demo"]
 #: The example API the demo serves; it ships in the wheel (``src/entra_guard/examples/``).
 EXAMPLE_MODULE = "entra_guard.examples.orders_api"
 _SCOPE = f"{DEMO_API}/.default"
-#: The API's delegated scopes (short names): a signed-in user's app is granted these.
-DEMO_SCOPES = ("Orders.Read",)
+#: The delegated scope the signed-in user's app asks for (register_demo_sign_in consents to it).
+_USER_SCOPE = f"{DEMO_API}/Orders.Read"
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -81,9 +81,7 @@ class Report:
 
 async def _demo(report: Report) -> None:
     with EntraEmulator() as idp:
-        # register_demo's API, with the delegated scope a signed-in user's app asks for too
-        api = idp.register_api(app_id_uri=DEMO_API, roles=DEMO_ROLES, scopes=DEMO_SCOPES)
-        reader = idp.register_client(name="orders-daemon", roles={DEMO_API: ["Orders.Read"]})
+        api, reader = register_demo(idp, granted=("Orders.Read",))
         writer = idp.register_client(
             name="orders-writer", roles={DEMO_API: ["Orders.Read", "Orders.Write"]},
             secret=False, certificate=True,
@@ -164,14 +162,12 @@ async def _user_calls(
 ) -> None:
     """A user signs in through Swagger UI's single-page app: the scope, not the app role."""
     redirect_uri = f"{base}/docs/oauth2-redirect"
-    spa = idp.register_client(name="orders-swagger-ui", type="spa", redirect_uris=[redirect_uri],
-                              scopes={DEMO_API: list(DEMO_SCOPES)})  # fmt: skip
-    user = idp.register_user(upn="adele@contoso.test", name="Adele Vance")
+    spa, _, user = register_demo_sign_in(idp, spa_redirect_uris=[redirect_uri])
     try:
         async with httpx.AsyncClient(timeout=10) as browser:  # the demo's emulator is http
             token = await sign_in(
                 browser, authority=f"{idp.instance}/{idp.tenant_id}", client_id=spa.client_id,
-                redirect_uri=redirect_uri, scopes=[f"{DEMO_API}/{name}" for name in DEMO_SCOPES],
+                redirect_uri=redirect_uri, scopes=[_USER_SCOPE],
                 upn=user.upn, password=user.password,
             )  # fmt: skip
     except (SignInError, httpx.HTTPError) as exc:
