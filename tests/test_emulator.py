@@ -836,3 +836,24 @@ def test_the_example_api_in_dev_mode_keeps_its_uvicorn_log() -> None:
     assert "Application startup complete." in log
     assert "Shutting down" in log
     assert "Finished server process" in log
+
+
+def test_the_readmes_registrations_file_loads(entra_emulator: EntraEmulator) -> None:
+    """The README's registrations example, as a user copies it: it loads, and its daemon gets a
+    token with the roles it lists."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- registrations-example", 1)[1].split("```json\n", 1)[1]
+    loaded = entra_emulator.load_registrations(json.loads(block.split("```", 1)[0]))
+    (api,) = loaded.apis
+    daemon, spa = loaded.clients
+    (user,) = loaded.users
+    assert (api.app_id_uri, tuple(api.scopes)) == ("api://orders", ("Orders.Read",))
+    assert (spa.type, user.upn, user.password) == ("spa", "adele@contoso.test", "Correct-Horse-1")
+    answer = httpx.post(
+        entra_emulator.token_endpoint(),
+        data={"grant_type": "client_credentials", "client_id": daemon.client_id,
+              "client_secret": daemon.secret, "scope": "api://orders/.default"},
+    )  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    claims = jwt.decode(answer.json()["access_token"], options={"verify_signature": False})
+    assert claims["roles"] == ["Orders.Admin"]
