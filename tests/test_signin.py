@@ -495,6 +495,22 @@ def test_an_spa_redeems_cross_origin_and_gets_cors_headers(tenant: Tenant) -> No
     assert "access-control-allow-origin" not in stranger.headers
 
 
+def test_an_spa_on_another_local_port_gets_cors_headers_too(tenant: Tenant) -> None:
+    """/authorize ignores the port of a loopback redirect URI, so Swagger UI served on any local
+    port signs in; its redemption from that origin must then be allowed as well."""
+    registered = urlsplit(SPA_ORIGIN)
+    assert registered.hostname in {"localhost", "127.0.0.1"}
+    moved = f"http://{registered.hostname}:{(registered.port or 80) + 1}"
+    preflight = httpx.options(
+        tenant.idp.token_endpoint(),
+        headers={"Origin": moved, "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.headers.get("access-control-allow-origin") == moved
+    https_moved = f"https://{registered.hostname}:{(registered.port or 80) + 1}"
+    other = httpx.options(tenant.idp.token_endpoint(), headers={"Origin": https_moved})
+    assert "access-control-allow-origin" not in other.headers  # another scheme, another origin
+
+
 def test_an_spa_must_redeem_cross_origin_with_pkce(tenant: Tenant) -> None:
     verifier, challenge = pkce()
     same_origin = redeem(tenant, code_form(tenant.spa, spa_code(tenant, challenge), verifier))

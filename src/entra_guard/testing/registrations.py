@@ -331,10 +331,19 @@ class Registry:
     def clients(self) -> tuple[ClientRegistration, ...]:
         return tuple(self._clients.values())
 
-    def spa_origins(self) -> frozenset[str]:
-        """The redirect origins of every SPA client: where the token endpoint allows CORS."""
-        clients = self._clients.values()
-        return frozenset().union(*(c.redirect_origins for c in clients if c.type == "spa"))
+    def allows_spa_origin(self, origin: str) -> bool:
+        """Whether the token endpoint allows CORS from ``origin``: a redirect origin of an SPA
+        client, the port of an ``http`` loopback origin ignored as for its redirect URIs (the
+        authorize endpoint accepts Swagger UI on any local port, so its redemption must too)."""
+        wanted = origin.lower()
+        loopback = _loopback_without_port(wanted)
+        return any(
+            allowed == wanted
+            or (loopback is not None and _loopback_without_port(allowed) == loopback)
+            for client in self._clients.values()
+            if client.type == "spa"
+            for allowed in client.redirect_origins
+        )
 
 
 def _client_id(value: str | None) -> str:

@@ -250,7 +250,7 @@ def _tokens(
 
 def cors_headers(state: EmulatorState, origin: str | None) -> dict[str, str]:
     """CORS headers for a browser at ``origin`` if an SPA client redirects there, else none."""
-    if origin is None or origin.lower() not in state.registry.spa_origins():
+    if origin is None or not state.registry.allows_spa_origin(origin):
         return {}
     return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
 
