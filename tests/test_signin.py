@@ -371,6 +371,17 @@ def test_scopes_it_cannot_grant_are_redirected_as_errors(
     assert "code" not in answer
 
 
+def test_a_resource_parameter_must_be_the_apis_app_id_uri(tenant: Tenant) -> None:
+    """RFC 8707's ``resource`` (MCP clients send it): Entra accepts only the App ID URI of the
+    API the scopes name, and answers AADSTS9010010 otherwise."""
+    wrong = redirected(httpx.get(authorize_url(tenant, tenant.native, resource="https://api.test")))
+    assert (wrong["error"], wrong["error_description"][:14]) == ("invalid_target", "AADSTS9010010:")
+    assert "code" not in wrong
+    right = httpx.get(authorize_url(tenant, tenant.native, resource="api://orders"))
+    assert right.status_code == 200  # the sign-in page
+    assert "idSIButton9" in right.text
+
+
 def test_prompt_none_has_no_session_to_use(tenant: Tenant) -> None:
     answer = redirected(httpx.get(authorize_url(tenant, tenant.native, prompt="none")))
     assert answer["error"] == "login_required"

@@ -192,7 +192,16 @@ def _check(state: EmulatorState, client: ClientRegistration, params: Mapping[str
     scope = params.get("scope", "").strip()
     if not scope:
         raise TokenError.missing_parameter("scope")
-    parse_scopes(state.registry, client, scope, state.tenant_id)
+    asked = parse_scopes(state.registry, client, scope, state.tenant_id)
+    resource = params.get("resource")  # RFC 8707, sent by MCP clients
+    if resource is not None and resource != asked.api.app_id_uri:
+        # Entra takes it only when it is the App ID URI of the API the scopes name.
+        raise _error(
+            "invalid_target",
+            9010010,
+            "The resource parameter provided in the request doesn't match with the requested "
+            "scopes.",
+        )
     challenge = params.get("code_challenge")
     method = params.get("code_challenge_method")
     if method is not None and method not in _CHALLENGE_METHODS:
