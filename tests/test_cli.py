@@ -473,6 +473,7 @@ def test_emulator_command_as_a_process(stop_with: signal.Signals) -> None:
     assert "CA bundle" in text
     assert "export ENTRA_TENANT_ID=" in text
     assert "export ENTRA_CA_BUNDLE=/" in text
+    assert re.search(r"export ENTRA_SWAGGER_CLIENT_ID=[0-9a-f-]{36}\n", text)
     assert "entra-guard token --instance https://127.0.0.1:" in text
 
 

@@ -109,9 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "demo",
         help="run the offline demo end to end",
-        description="Start the emulator and the example API, get a token with client "
-        "credentials, call a public route, a protected one, one needing a role the caller "
-        "lacks, and one with a tampered token. Exit 0 only if every answer is the expected one.",
+        description="Start the emulator and the example API; get tokens with client "
+        "credentials (a secret and a certificate) and by a user's sign-in (authorization code + "
+        "PKCE); call a public route, protected ones, ones needing a role the caller lacks, and "
+        "one with a tampered token. Exit 0 only if every answer is the expected one.",
     )
     return parser
 

@@ -185,6 +185,9 @@ def describe(
         ]
         if idp.ca_bundle:
             lines.append(f"  export ENTRA_CA_BUNDLE={shlex.quote(idp.ca_bundle)}")
+        spa = next((client for client in clients if client.type == "spa"), None)
+        if spa is not None:  # the example API's Swagger UI sign-in (swagger_login's client_id)
+            lines.append(f"  export ENTRA_SWAGGER_CLIENT_ID={spa.client_id}")
         if clients and clients[0].secret:
             scope = f"{api.app_id_uri or api.client_id}/.default"
             ca = f" --ca-bundle {shlex.quote(idp.ca_bundle)}" if idp.ca_bundle else ""
