@@ -20,7 +20,7 @@ from entra_guard.testing import EntraEmulator
 from tests.support import user_token
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from entra_guard.testing.registrations import ApiRegistration, ClientRegistration
     from entra_guard.testing.users import EmulatorUser
@@ -198,8 +198,8 @@ def test_assertions_entra_refuses(
     tenant: Tenant, case: str, expected: tuple[int, str, int]
 ) -> None:
     idp, middle = tenant.idp, tenant.middle.client_id
-    user = {"app_only": False, "scopes": ["access_as_user"]}
-    assertion = {
+    user: dict[str, Any] = {"app_only": False, "scopes": ["access_as_user"]}
+    makers: dict[str, Callable[[], str]] = {
         "app-only token": lambda: idp.issue_token(audience=middle, roles=[]),
         "token for another API": lambda: idp.issue_token(
             audience=tenant.downstream.client_id, **user
@@ -215,7 +215,8 @@ def test_assertions_entra_refuses(
             audience=middle, tenant_id="72f988bf-86f1-41af-91ab-2d7cd011db47", **user
         ),
         "not a JWT": lambda: "not-a-token",
-    }[case]()
+    }
+    assertion = makers[case]()
     assert refused(obo(tenant, assertion)) == expected
 
 
