@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
+import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
 
 from entra_guard import KeyStore, TokenValidator
 from entra_guard.testing import EntraEmulator
+
+if TYPE_CHECKING:
+    import ssl
+
+    from entra_guard.testing.registrations import ClientRegistration
+    from entra_guard.testing.users import EmulatorUser
 
 
 def b64(data: bytes) -> str:
@@ -52,3 +63,44 @@ def validator_for(
     settings = idp.config(**config)
     keys = KeyStore(settings) if clock is None else KeyStore(settings, clock=clock)
     return TokenValidator(settings, key_store=keys)
+
+
+def user_token(
+    idp: EntraEmulator,
+    client: ClientRegistration,
+    user: EmulatorUser,
+    scope: str,
+    *,
+    verify: ssl.SSLContext | bool = True,
+) -> str:
+    """A user's access token from the emulator's real sign-in: the page, the form, the code
+    (with PKCE), the redemption. ``client`` is a public client with a redirect URI."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = b64(hashlib.sha256(verifier.encode("ascii")).digest())
+    redirect_uri = client.redirect_uris[0]
+    query = {
+        "client_id": client.client_id,
+        "response_type": "code",
+        "redirect_uri": redirect_uri,
+        "scope": scope,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    url = f"{idp.authorize_endpoint()}?{urlencode(query)}"
+    with httpx.Client(verify=verify) as browser:
+        assert browser.get(url).status_code == 200
+        answer = browser.post(url, data={"login": user.upn, "passwd": user.password})
+        assert answer.status_code == 302, answer.text
+        code = parse_qs(urlsplit(answer.headers["location"]).query)["code"][0]
+        form = {
+            "grant_type": "authorization_code",
+            "client_id": client.client_id,
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": verifier,
+            "scope": scope,
+        }
+        redeemed = browser.post(idp.token_endpoint(), data=form)
+    assert redeemed.status_code == 200, redeemed.text
+    token: str = redeemed.json()["access_token"]
+    return token

@@ -17,7 +17,7 @@ import jwt
 import msal
 import pytest
 from azure.core.exceptions import ClientAuthenticationError
-from azure.identity import CertificateCredential, ClientSecretCredential
+from azure.identity import CertificateCredential, ClientSecretCredential, OnBehalfOfCredential
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -27,6 +27,7 @@ from starlette.testclient import TestClient
 
 from entra_guard import EntraAuthMiddleware, TokenValidator
 from entra_guard.starlette import require_roles, require_scopes
+from tests.support import user_token
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -368,3 +369,145 @@ def test_msal_reports_entra_errors_of_the_code_flow(users: Users) -> None:
         assert 501481 in result["error_codes"]
     finally:
         app.http_client.close()
+
+
+# -- on-behalf-of: a middle-tier API calls Graph and another API as the signed-in user -------
+
+GRAPH_USER_READ = "https://graph.microsoft.com/User.Read"
+CLAIMS_CHALLENGE = '{"access_token":{"nbf":{"essential":true,"value":"1604106651"}}}'
+
+
+@dataclass(frozen=True)
+class MiddleTier:
+    users: Users
+    #: The middle tier as an API (what the user's token is for) and as a confidential client
+    #: with the same client id (its credentials and consents), as one Entra registration is.
+    api: ApiRegistration
+    client: ClientRegistration
+    assertion: str  # the user's token for the middle tier, from the real sign-in
+
+
+@pytest.fixture
+def middle(users: Users) -> MiddleTier:
+    idp = users.tenant.idp
+    api = idp.register_api(app_id_uri="api://middle", scopes=["access_as_user"])
+    client = idp.register_client(
+        name="middle",
+        client_id=api.client_id,
+        certificate=True,
+        scopes={
+            "https://graph.microsoft.com": ["User.Read"],
+            "api://users-orders": ["Orders.Read"],
+        },
+    )
+    front = idp.register_client(
+        name="front",
+        type="public",
+        redirect_uris=[REDIRECT],
+        scopes={"api://middle": ["access_as_user"]},
+    )
+    assertion = user_token(
+        idp, front, users.user, "api://middle/access_as_user", verify=idp.ssl_context()
+    )
+    return MiddleTier(users, api, client, assertion)
+
+
+def graph_me(middle: MiddleTier, token: str) -> dict[str, Any]:
+    idp = middle.users.tenant.idp
+    with httpx.Client(verify=idp.ssl_context()) as http:
+        response = http.get(f"{idp.graph_url}/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text
+    me: dict[str, Any] = response.json()
+    return me
+
+
+async def test_msal_on_behalf_of_gets_tokens_for_graph_and_an_api(middle: MiddleTier) -> None:
+    tenant = middle.users.tenant
+    app = msal.ConfidentialClientApplication(
+        middle.client.client_id,
+        client_credential=middle.client.secret,
+        authority=tenant.authority,
+        instance_discovery=False,
+        verify=tenant.ca_bundle,
+    )
+    try:
+        result = app.acquire_token_on_behalf_of(middle.assertion, [GRAPH_USER_READ])
+        assert "access_token" in result, result.get("error_description")
+        claims = jwt.decode(result["access_token"], options={"verify_signature": False})
+        assert (claims["aud"], claims["appid"]) == (
+            "https://graph.microsoft.com",
+            middle.api.client_id,
+        )
+        assert graph_me(middle, result["access_token"])["id"] == middle.users.user.object_id
+
+        orders = app.acquire_token_on_behalf_of(
+            middle.assertion, ["api://users-orders/Orders.Read"]
+        )
+        assert "access_token" in orders, orders.get("error_description")
+        await user_token_is_accepted(middle.users, orders["access_token"])
+
+        tenant.idp.next_obo_claims_challenge(claims=CLAIMS_CHALLENGE)
+        challenged = app.acquire_token_on_behalf_of(middle.assertion, [GRAPH_USER_READ])
+        assert challenged["error"] == "interaction_required"
+        assert challenged["claims"] == CLAIMS_CHALLENGE
+        assert 50076 in challenged["error_codes"]
+    finally:
+        app.http_client.close()
+
+
+def test_msal_on_behalf_of_with_a_certificate_and_entras_refusals(middle: MiddleTier) -> None:
+    tenant = middle.users.tenant
+    assert middle.client.private_key_pem is not None
+    app = msal.ConfidentialClientApplication(
+        middle.client.client_id,
+        client_credential={
+            "private_key": middle.client.private_key_pem.decode(),
+            "thumbprint": middle.client.certificate_thumbprint,
+        },
+        authority=tenant.authority,
+        instance_discovery=False,
+        verify=tenant.ca_bundle,
+    )
+    try:
+        result = app.acquire_token_on_behalf_of(middle.assertion, [GRAPH_USER_READ])
+        assert "access_token" in result, result.get("error_description")
+        assert (
+            jwt.decode(result["access_token"], options={"verify_signature": False})["appidacr"]
+            == "2"
+        )
+        app_only = tenant.idp.issue_token(audience=middle.api.client_id)
+        refused = app.acquire_token_on_behalf_of(app_only, [GRAPH_USER_READ])
+        assert (refused["error"], refused["error_codes"]) == ("invalid_grant", [50013])
+        not_consented = app.acquire_token_on_behalf_of(
+            middle.assertion, ["api://users-orders/Orders.Admin"]
+        )
+        assert not_consented["error"] == "invalid_scope"  # Orders.Admin is a role, not a scope
+    finally:
+        app.http_client.close()
+
+
+def test_azure_identity_on_behalf_of_credential(middle: MiddleTier) -> None:
+    tenant = middle.users.tenant
+
+    def credential() -> OnBehalfOfCredential:
+        return OnBehalfOfCredential(
+            tenant.idp.tenant_id,
+            middle.client.client_id,
+            client_secret=middle.client.secret or "",
+            user_assertion=middle.assertion,
+            authority=tenant.idp.instance,
+            disable_instance_discovery=True,
+            connection_verify=tenant.ca_bundle,
+        )
+
+    with credential() as obo:
+        token = obo.get_token(GRAPH_USER_READ)
+        assert graph_me(middle, token.token)["userPrincipalName"] == middle.users.user.upn
+        claims = jwt.decode(token.token, options={"verify_signature": False})
+        assert token.expires_on == claims["exp"]
+        before = tenant.idp.token_request_count()
+        assert obo.get_token(GRAPH_USER_READ).token == token.token  # from its cache
+        assert tenant.idp.token_request_count() == before
+    tenant.idp.next_obo_claims_challenge(claims=CLAIMS_CHALLENGE)
+    with credential() as obo, pytest.raises(ClientAuthenticationError, match="AADSTS50076"):
+        obo.get_token(GRAPH_USER_READ)

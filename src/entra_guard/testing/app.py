@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from entra_guard.testing.authorize import authorize_path, authorize_response
 from entra_guard.testing.documents import (
@@ -22,6 +22,7 @@ from entra_guard.testing.documents import (
     metadata_document,
     metadata_path,
 )
+from entra_guard.testing.graph import graph_mount
 from entra_guard.testing.responses import entra_error
 from entra_guard.testing.tenants import resolve_tenant
 from entra_guard.testing.token_endpoint import token_path, token_response
@@ -53,7 +54,7 @@ def build_app(state: EmulatorState) -> Starlette:
     return Starlette(routes=routes(state))
 
 
-def routes(state: EmulatorState) -> list[Route]:
+def routes(state: EmulatorState) -> list[BaseRoute]:
     """Every endpoint of the emulator."""
 
     def document(kind: DocumentKind, version: Version) -> Route:
@@ -84,6 +85,7 @@ def routes(state: EmulatorState) -> list[Route]:
         return preflight(state, request)
 
     return [
+        graph_mount(state),
         Route(authorize_path("{tenant}"), authorize, methods=["GET", "POST"], name="authorize"),
         Route(
             token_path("{tenant}", "2.0"), token_preflight, methods=["OPTIONS"], name="preflight"

@@ -12,6 +12,7 @@ comes back on the same port. Nothing is mocked, so the code under test runs its 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 import weakref
@@ -199,6 +200,32 @@ class EntraEmulator(RegistrationMethods):
         if self._tls is None:
             raise ValueError("this emulator serves plain http; create it with https=True")
         return self._tls.client_context()
+
+    @property
+    def graph_url(self) -> str:
+        """The Microsoft Graph stand-in's base URL, ``{instance}/v1.0`` (no trailing slash).
+
+        It serves ``/me``, ``/users``, ``/users/{id}``, ``transitiveMemberOf``,
+        ``checkMemberGroups`` and ``getMemberGroups`` for this emulator's users, to tokens it
+        issued with ``aud`` = ``https://graph.microsoft.com`` or Graph's app id.
+        """
+        return self.instance + "/v1.0"
+
+    def next_obo_claims_challenge(self, *, claims: str) -> None:
+        """Answer the next on-behalf-of request with a claims challenge, as conditional access
+        does: 400 ``interaction_required`` (AADSTS50076) whose ``claims`` member is ``claims``
+        as given (a JSON object in text, e.g.
+        ``'{"access_token":{"nbf":{"essential":true,"value":"1604106651"}}}'``).
+        One request only; the one after it is answered normally. ``ValueError`` if ``claims``
+        is not a JSON object.
+        """
+        try:
+            parsed = json.loads(claims) if isinstance(claims, str) else None
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise ValueError(f"claims must be a JSON object as text, got {claims!r}")
+        self._state.faults.set_obo_claims_challenge(claims)
 
     def metadata_url(self, *, version: Version = "2.0", tenant: str | None = None) -> str:
         """The openid-configuration URL of ``tenant`` (default: the emulator's tenant)."""

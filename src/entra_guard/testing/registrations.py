@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLIENT_TYPES",
+    "MICROSOFT_GRAPH",
     "ApiRegistration",
     "ClientRegistration",
     "ClientType",
@@ -176,6 +177,25 @@ class ClientRegistration:
         return None
 
 
+#: Microsoft Graph as every tenant knows it: its well-known app id, v1 tokens (Microsoft's
+#: OBO example), and the permissions the Graph stand-in (:mod:`entra_guard.testing.graph`)
+#: checks. Delegated permissions are its scopes, application permissions its app roles, so a
+#: client is consented with ``scopes={"https://graph.microsoft.com": ["User.Read"]}`` and
+#: granted with ``roles={"https://graph.microsoft.com": ["User.Read.All"]}``.
+MICROSOFT_GRAPH = ApiRegistration(
+    client_id="00000003-0000-0000-c000-000000000000",
+    app_id_uri="https://graph.microsoft.com",
+    roles=("User.Read.All", "GroupMember.Read.All", "Directory.Read.All"),
+    access_token_version="1.0",  # noqa: S106  # a version, not a secret
+    scopes=(
+        "User.Read",
+        "User.ReadBasic.All",
+        "User.Read.All",
+        "GroupMember.Read.All",
+        "Directory.Read.All",
+    ),
+)
+
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
@@ -312,7 +332,12 @@ class Registry:
         return consents
 
     def find_api(self, resource: str) -> ApiRegistration | None:
-        return next((api for api in self._apis if api.named_by(resource)), None)
+        """The registered API ``resource`` names, else Microsoft Graph if it names Graph (every
+        tenant has Graph; it is not listed in :attr:`apis`)."""
+        found = next((api for api in self._apis if api.named_by(resource)), None)
+        if found is None and MICROSOFT_GRAPH.named_by(resource):
+            return MICROSOFT_GRAPH
+        return found
 
     def app_signing_key(self, client_id: str) -> EmulatorKey | None:
         """The app-specific signing key of the API with ``client_id``, if it has one."""

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["entra_error"]
 
 
-def entra_error(instance: str, status: int, *, error: str, code: int, message: str) -> JSONResponse:
-    """An error body shaped like Entra's: code, description with trace ids, and timestamps."""
+def entra_error(
+    instance: str,
+    status: int,
+    *,
+    error: str,
+    code: int,
+    message: str,
+    extra: Mapping[str, Any] | None = None,
+) -> JSONResponse:
+    """An error body shaped like Entra's: code, description with trace ids, and timestamps;
+    ``extra`` members (``suberror``, ``claims``) are added as given."""
     now = datetime.datetime.now(datetime.timezone.utc)
     timestamp = now.strftime("%Y-%m-%d %H:%M:%SZ")
     trace_id, correlation_id = str(uuid.uuid4()), str(uuid.uuid4())
@@ -31,4 +43,5 @@ def entra_error(instance: str, status: int, *, error: str, code: int, message: s
     }
     if code:
         body["error_uri"] = f"{instance}/error?code={code}"
+    body |= extra or {}
     return JSONResponse(body, status_code=status)

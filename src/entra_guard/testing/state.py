@@ -66,6 +66,18 @@ class Faults:
         self._token_lock = threading.Lock()
         self._token_fault: TokenFault | None = None
         self._token_faults_left: int | None = 0
+        self._obo_claims_challenge: str | None = None
+
+    def set_obo_claims_challenge(self, claims: str) -> None:
+        """Answer the next on-behalf-of request with a claims challenge carrying ``claims``."""
+        with self._token_lock:
+            self._obo_claims_challenge = claims
+
+    def take_obo_claims_challenge(self) -> str | None:
+        """The claims challenge due for this on-behalf-of request, spent by taking it."""
+        with self._token_lock:
+            claims, self._obo_claims_challenge = self._obo_claims_challenge, None
+            return claims
 
     def fail_token_requests(self, fault: TokenFault | None, count: int | None) -> None:
         """Answer the next ``count`` token requests (all of them if ``None``) with ``fault``."""

@@ -1,7 +1,8 @@
 """The token endpoints ``/{tenant}/oauth2/v2.0/token`` and ``/{tenant}/oauth2/token``.
 
 This module answers the client-credentials grant and hands the user grants (authorization
-code, refresh token; v2 endpoint only) to :mod:`entra_guard.testing.user_grants`.
+code, refresh token; v2 endpoint only) to :mod:`entra_guard.testing.user_grants` and the
+on-behalf-of grant to :mod:`entra_guard.testing.on_behalf_of`.
 
 Checks run in Entra's order: the tenant, the grant, the parameters, the client and its
 credential, and only then the resource, so an unauthenticated caller learns nothing about the
@@ -24,6 +25,7 @@ from entra_guard.testing.client_auth import (
     parse_form,
     required,
 )
+from entra_guard.testing.on_behalf_of import JWT_BEARER, on_behalf_of
 from entra_guard.testing.tenants import resolve_tenant
 from entra_guard.testing.token_errors import TokenError
 from entra_guard.testing.tokens import build_claims, build_header, sign
@@ -99,6 +101,10 @@ def _grant(
             basic=basic,
             endpoint=endpoint,
             origin=origin,
+        )
+    if grant_type == JWT_BEARER:
+        return on_behalf_of(
+            state, form, tenant=tenant, basic=basic, endpoint=endpoint, version=version
         )
     if grant_type != "client_credentials":
         raise TokenError.unsupported_grant(grant_type)

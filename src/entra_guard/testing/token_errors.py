@@ -8,7 +8,7 @@ trimmed of links; clients must not branch on them, only on ``error`` and ``error
 from __future__ import annotations
 
 import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from entra_guard.testing.responses import entra_error
 
@@ -35,6 +35,7 @@ class TokenError(Exception):
         *,
         status: int | None = None,
         headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(f"AADSTS{code}: {message}")
         self.error = error
@@ -42,10 +43,17 @@ class TokenError(Exception):
         self.message = message
         self.status = status if status is not None else (401 if error == "invalid_client" else 400)
         self.headers = dict(headers or {})
+        #: Members beside Entra's usual ones (``suberror``, ``claims``).
+        self.extra = dict(extra or {})
 
     def response(self, instance: str) -> JSONResponse:
         response = entra_error(
-            instance, self.status, error=self.error, code=self.code, message=self.message
+            instance,
+            self.status,
+            error=self.error,
+            code=self.code,
+            message=self.message,
+            extra=self.extra,
         )
         response.headers.update(self.headers)
         return response
@@ -315,6 +323,69 @@ class TokenError(Exception):
             f"Client assertion is not within its valid time range{why}. Current time: "
             f"{_iso(now)}, assertion valid from {_iso(nbf or 0)}, expiry time of assertion "
             f"{_iso(exp)}. Review the documentation at {_DOCS}.",
+        )
+
+    # -- on-behalf-of -------------------------------------------------------------------------
+
+    @classmethod
+    def obo_bad_assertion(cls, reason: str) -> TokenError:
+        """AADSTS50013 (reference: signature invalid; used for every unverifiable assertion)."""
+        return cls(
+            "invalid_grant", 50013, f"Assertion failed signature validation. [Reason - {reason}]"
+        )
+
+    @classmethod
+    def obo_malformed_assertion(cls, reason: str) -> TokenError:
+        return cls("invalid_grant", 50027, f"JWT token is invalid or malformed. {reason}")
+
+    @classmethod
+    def obo_assertion_expired(cls) -> TokenError:
+        return cls(
+            "invalid_grant",
+            500133,
+            "Assertion is not within its valid time range. Ensure that the access token is not "
+            "expired before using it for user assertion, or request a new token.",
+        )
+
+    @classmethod
+    def obo_audience_mismatch(cls) -> TokenError:
+        return cls(
+            "invalid_grant",
+            500131,
+            "Assertion audience does not match the Client app presenting the assertion. The "
+            "audience in the assertion was not the client app's client id or App ID URI.",
+        )
+
+    @classmethod
+    def obo_app_only_assertion(cls) -> TokenError:
+        # The reference leaves the code for this case unconfirmed; 50013 is the emulator's guess.
+        return cls(
+            "invalid_grant",
+            50013,
+            "Assertion failed signature validation. [Reason - The assertion is an "
+            "application token; on-behalf-of needs a user's token. An application calls with "
+            "its own identity through the client credentials grant.]",
+        )
+
+    @classmethod
+    def obo_consent_required(cls, client: ClientRegistration) -> TokenError:
+        return cls(
+            "invalid_grant",
+            65001,
+            "The user or administrator has not consented to use the application with ID "
+            f"'{client.client_id}' named '{client.name}'. Send an interactive authorization "
+            "request for this user and resource.",
+            extra={"suberror": "consent_required"},
+        )
+
+    @classmethod
+    def obo_claims_challenge(cls, claims: str) -> TokenError:
+        return cls(
+            "interaction_required",
+            50076,
+            "Due to a configuration change made by your administrator, or because you moved to "
+            "a new location, you must use multi-factor authentication to access the resource.",
+            extra={"suberror": "basic_action", "claims": claims},
         )
 
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from entra_guard.testing.tenants import Tenant
     from entra_guard.testing.users import EmulatorUser
 
-__all__ = ["USER_GRANTS", "cors_headers", "preflight", "user_grant"]
+__all__ = ["USER_GRANTS", "cors_headers", "preflight", "user_grant", "user_tokens"]
 
 USER_GRANTS = frozenset({"authorization_code", "refresh_token"})
 _CORS_MAX_AGE = "86400"
@@ -122,7 +122,7 @@ def _redeem_code(
     granted = parse_scopes(state.registry, client, sign_in.scope, state.tenant_id)
     request = _token_scope(state, client, form, default=granted)
     lifetime = SPA_REFRESH_LIFETIME if client.type == "spa" else None
-    return _tokens(
+    return user_tokens(
         state,
         client,
         sign_in.user,
@@ -155,7 +155,7 @@ def _redeem_refresh_token(
     original = parse_scopes(state.registry, client, grant.scope, state.tenant_id)
     request = _token_scope(state, client, form, default=original)
     # A new refresh token keeps the old one's end: an SPA's 24 hours are not extended.
-    return _tokens(
+    return user_tokens(
         state,
         client,
         grant.user,
@@ -186,7 +186,7 @@ def _token_scope(
     return request
 
 
-def _tokens(
+def user_tokens(
     state: EmulatorState,
     client: ClientRegistration,
     user: EmulatorUser,
@@ -199,6 +199,9 @@ def _tokens(
     form: Mapping[str, str],
     now: float,
 ) -> dict[str, Any]:
+    """The token response for ``user`` at ``client``: an access token for ``request.api``,
+    plus a refresh token (``offline_access`` in ``oidc``, standing for ``grant``), an ID token
+    (``openid``) and ``client_info`` when the form asks for it."""
     api = request.api
     version = api.access_token_version
     lifetime = state.token_lifetime
