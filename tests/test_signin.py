@@ -356,7 +356,7 @@ def test_a_client_without_redirect_uris_is_shown_a_page(tenant: Tenant) -> None:
         ("api://orders/Orders.Delete", "invalid_scope", 70011),  # not exposed
         ("api://nowhere/Thing.Read", "invalid_resource", 500011),
         ("api://orders/Orders.Write", "consent_required", 65001),  # exposed, not consented
-        ("openid profile", "invalid_scope", 70011),  # no API named (Graph is not emulated)
+        ("openid profile", "invalid_scope", 70011),  # no API named: OpenID scopes alone
     ],
 )
 def test_scopes_it_cannot_grant_are_redirected_as_errors(
