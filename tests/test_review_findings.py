@@ -379,6 +379,37 @@ def test_held_a_principal_in_lifespan_state_is_not_taken_for_the_callers(
     async def send(message: dict[str, Any]) -> None:
         pass
 
+    async def request() -> None:
+        await app(forged, receive, send)
+
     with pytest.raises(RuntimeError, match="inside another EntraAuthMiddleware"):
-        anyio.run(app, forged, receive, send)
+        anyio.run(request)
     assert ran == []
+
+
+# -- 5. config ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "instance",
+    [
+        "https://user:S3cretPassw0rd@login.microsoftonline.com",
+        "http://user:S3cretPassw0rd@login.example.com",  # http off loopback
+        "ftp://user:S3cretPassw0rd@login.example.com",  # not https
+        "https://user:S3cretPassw0rd@login.example.com:99999",  # bad port
+        "https://user:S3cretPassw0rd@login.example.com/tenant/v2.0",  # a path
+        "https://:S3cretPassw0rd@login.example.com",
+    ],
+)
+def test_an_instance_with_credentials_is_refused_without_echoing_them(instance: str) -> None:
+    environ = {
+        "ENTRA_TENANT_ID": "11111111-2222-3333-4444-555555555555",
+        "ENTRA_AUDIENCES": "api://orders",
+        "ENTRA_INSTANCE": instance,
+    }
+    with pytest.raises(ValueError, match="ENTRA_INSTANCE") as info:
+        EntraConfig.from_env(environ)
+    assert "S3cretPassw0rd" not in str(info.value)
+    with pytest.raises(ValueError) as direct:
+        EntraConfig(tenant_id=environ["ENTRA_TENANT_ID"], audiences=["api://x"], instance=instance)
+    assert "S3cretPassw0rd" not in str(direct.value)
