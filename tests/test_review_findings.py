@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.testclient import TestClient
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket as StarletteWebSocket
 
 from entra_guard import EntraAuthMiddleware, EntraConfig
@@ -376,7 +376,7 @@ def test_held_a_principal_in_lifespan_state_is_not_taken_for_the_callers(
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b""}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         pass
 
     async def request() -> None:
@@ -410,6 +410,6 @@ def test_an_instance_with_credentials_is_refused_without_echoing_them(instance: 
     with pytest.raises(ValueError, match="ENTRA_INSTANCE") as info:
         EntraConfig.from_env(environ)
     assert "S3cretPassw0rd" not in str(info.value)
-    with pytest.raises(ValueError) as direct:
+    with pytest.raises(ValueError, match="instance") as direct:
         EntraConfig(tenant_id=environ["ENTRA_TENANT_ID"], audiences=["api://x"], instance=instance)
     assert "S3cretPassw0rd" not in str(direct.value)
