@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from fastapi import Depends, FastAPI, WebSocket
 from starlette.applications import Starlette
@@ -23,7 +24,7 @@ from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket as StarletteWebSocket
 
-from entra_guard import EntraAuthMiddleware, EntraConfig
+from entra_guard import EntraAuthMiddleware, EntraConfig, InvalidToken, TokenValidator
 from entra_guard.fastapi import Principal, require_roles
 from entra_guard.middleware import STATE_KEY
 from entra_guard.testing import EntraEmulator
@@ -413,3 +414,90 @@ def test_an_instance_with_credentials_is_refused_without_echoing_them(instance: 
     with pytest.raises(ValueError, match="instance") as direct:
         EntraConfig(tenant_id=environ["ENTRA_TENANT_ID"], audiences=["api://x"], instance=instance)
     assert "S3cretPassw0rd" not in str(direct.value)
+
+
+# -- 6. discovery: app-specific key sets ------------------------------------------------------
+
+
+class _RefuseAppSpecific(httpx.AsyncHTTPTransport):
+    """The emulator, except that metadata asked with ``?appid=`` is refused as Entra refuses a
+    request it finds wrong (HTTP 400 with an AADSTS error), while the tenant's keys serve."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if b"appid=" in request.url.query:
+            return httpx.Response(
+                400,
+                json={"error": "invalid_request", "error_description": "AADSTS700016: nope"},
+            )
+        return await super().handle_async_request(request)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="junk tokens with a random kid get 503 (not 401) whenever the app-specific "
+    "document cannot be had, though the tenant's keys are in hand; fix: an app-specific "
+    "document answering 4xx counts as not served (401 key_not_found), as 404 does",
+)
+async def test_junk_tokens_are_not_turned_into_503s_by_the_app_specific_document(
+    entra_emulator: EntraEmulator,
+) -> None:
+    api = entra_emulator.register_api(custom_signing_key=True)
+    config = entra_emulator.config(audiences=[api.client_id])
+    async with httpx.AsyncClient(transport=_RefuseAppSpecific()) as http:
+        check = TokenValidator(config, http_client=http)
+        good = entra_emulator.issue_token(audience=api.client_id, roles=["r"])
+        assert (await check.validate(good)).roles == {"r"}  # the tenant's keys are in hand
+        junk = entra_emulator.issue_token(
+            key=EntraEmulator.generate_key(), audience=api.client_id, roles=["r"]
+        )
+        with pytest.raises(InvalidToken) as info:  # fails: KeysUnavailable (503)
+            await check.validate(junk)
+        assert info.value.reason == "key_not_found"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a key published only at ?appid=A verifies tokens for another configured "
+    "audience B, though Entra signs only A's tokens with it; fix: a key found only in A's "
+    "app-specific set accepts a GUID 'aud' only if it is A",
+)
+async def test_an_app_specific_key_of_one_api_does_not_sign_for_another_audience(
+    entra_emulator: EntraEmulator,
+) -> None:
+    orders = entra_emulator.register_api(custom_signing_key=True)
+    billing = entra_emulator.register_api()
+    check = TokenValidator(entra_emulator.config(audiences=[orders.client_id, billing.client_id]))
+    own = entra_emulator.issue_token(key=orders.signing_key, audience=orders.client_id, roles=["r"])
+    assert (await check.validate(own)).roles == {"r"}
+    crossed = entra_emulator.issue_token(
+        key=orders.signing_key, audience=billing.client_id, roles=["Billing.Admin"]
+    )
+    with pytest.raises(InvalidToken):  # fails: accepted
+        await check.validate(crossed)
+    await check.aclose()
+
+
+async def test_held_an_app_specific_key_gets_the_same_issuer_and_tenant_checks(
+    entra_emulator: EntraEmulator,
+) -> None:
+    api = entra_emulator.register_api(custom_signing_key=True)
+    check = TokenValidator(entra_emulator.config(audiences=[api.client_id]))
+    other_tenant = "99999999-8888-7777-6666-555555555555"
+    for claims, reason in [
+        ({"iss": f"{entra_emulator.instance}/{other_tenant}/v2.0", "tid": other_tenant},
+         "invalid_issuer"),
+        ({"tid": other_tenant}, "tenant_not_allowed"),
+        ({"iss": "https://sts.windows.net/" + entra_emulator.tenant_id + "/"}, "invalid_issuer"),
+    ]:  # fmt: skip
+        token = entra_emulator.issue_token(
+            key=api.signing_key, audience=api.client_id, roles=["r"], claims=claims
+        )
+        with pytest.raises(InvalidToken) as info:
+            await check.validate(token)
+        assert info.value.reason == reason, claims
+    # and a v1 token (its own metadata) signed with the v2 app key is looked up in v1 sets only
+    v1 = entra_emulator.issue_token(
+        version="1.0", key=api.signing_key, audience=api.client_id, roles=["r"]
+    )
+    assert (await check.validate(v1)).roles == {"r"}
+    await check.aclose()
