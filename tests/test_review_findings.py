@@ -6,6 +6,7 @@ fix would make it pass); the others pin down what was tried and held.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Iterator
 from typing import Any
@@ -500,4 +501,33 @@ async def test_held_an_app_specific_key_gets_the_same_issuer_and_tenant_checks(
         version="1.0", key=api.signing_key, audience=api.client_id, roles=["r"]
     )
     assert (await check.validate(v1)).roles == {"r"}
+    await check.aclose()
+
+
+async def test_a_key_id_longer_than_any_published_one_forces_no_fetch_and_is_not_kept(
+    entra_emulator: EntraEmulator,
+) -> None:
+    """Published key ids are at most 256 characters (``jwks._MAX_KEY_ID_CHARS``): a token naming
+    a longer one can never verify, yet it spent the forced refresh and was remembered in the
+    absent set, ~12 KB of attacker text per entry (1024 per key set, four key sets here)."""
+    api = entra_emulator.register_api(custom_signing_key=True)
+    check = TokenValidator(entra_emulator.config(audiences=[api.client_id]))
+    good = entra_emulator.issue_token(audience=api.client_id, roles=["r"])
+    await check.validate(good)
+    fetched = entra_emulator.fetch_count("jwks")
+    attacker = EntraEmulator.generate_key()
+    entra_emulator.delay = 0.2  # the forced refresh stays in flight while the flood arrives
+    flood = [
+        entra_emulator.issue_token(
+            key=attacker, headers={"kid": f"{n:04d}" + "k" * 8000}, audience=api.client_id,
+            roles=["r"],
+        )
+        for n in range(200)
+    ]  # fmt: skip
+    results = await asyncio.gather(*(check.validate(t) for t in flood), return_exceptions=True)
+    entra_emulator.delay = 0.0
+    assert all(isinstance(r, InvalidToken) and r.reason == "key_not_found" for r in results)
+    sources = check.key_store._all_sources()
+    assert max((len(kid or "") for s in sources for kid, _ in s.absent), default=0) <= 256
+    assert entra_emulator.fetch_count("jwks") == fetched  # the forced refresh is still unspent
     await check.aclose()
