@@ -25,11 +25,13 @@ from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket as StarletteWebSocket
 
-from entra_guard import EntraAuthMiddleware, EntraConfig, InvalidToken, TokenValidator
+from entra_guard import EntraAuthMiddleware, EntraConfig, InvalidToken, KeyStore, TokenValidator
 from entra_guard.fastapi import Principal, require_roles
 from entra_guard.middleware import STATE_KEY
 from entra_guard.testing import EntraEmulator
 from tests.asgi import denial_of
+from tests.conftest import FakeClock
+from tests.support import settle
 
 #: What an attacker sends: a "CORS preflight" is just two headers anybody can set.
 PREFLIGHT = {"Origin": "https://evil.example", "Access-Control-Request-Method": "DELETE"}
@@ -530,4 +532,34 @@ async def test_a_key_id_longer_than_any_published_one_forces_no_fetch_and_is_not
     sources = check.key_store._all_sources()
     assert max((len(kid or "") for s in sources for kid, _ in s.absent), default=0) <= 256
     assert entra_emulator.fetch_count("jwks") == fetched  # the forced refresh is still unspent
+    await check.aclose()
+
+
+async def test_held_by_design_a_cold_start_404_refuses_that_version_for_one_interval(
+    entra_emulator: EntraEmulator,
+) -> None:
+    """Only the authority (or a proxy on the way) can answer 404, and never with keys in hand:
+    then a single 404 before the first keys refuses valid tokens of that version as invalid
+    (401, not 503) until ``min_refresh_interval`` has passed, not for a 1 s back-off."""
+    clock = FakeClock()
+    config = entra_emulator.config()
+    check = TokenValidator(config, key_store=KeyStore(config, clock=clock))
+    token = entra_emulator.issue_token(roles=["r"])
+    entra_emulator.served_versions = ("1.0",)  # the v2 metadata answers 404 once
+    with pytest.raises(InvalidToken, match="version") as info:
+        await check.validate(token)
+    assert info.value.reason == "version_not_served"
+    entra_emulator.served_versions = ("1.0", "2.0")  # back at once
+    clock.advance(config.min_refresh_interval - 1)
+    with pytest.raises(InvalidToken, match="version"):
+        await check.validate(token)
+    clock.advance(1)
+    assert (await check.validate(token)).roles == {"r"}
+    # with keys in hand, a 404 is an outage like any other: the keys keep serving
+    entra_emulator.served_versions = ("1.0",)
+    clock.advance(config.refresh_interval * 1.1)  # past the refresh time and its jitter
+    assert (await check.validate(token)).roles == {"r"}  # stale: starts a refresh, which 404s
+    await settle(check.key_store)
+    assert entra_emulator.fetch_count("metadata", version="2.0") == 3
+    assert (await check.validate(token)).roles == {"r"}
     await check.aclose()
