@@ -25,7 +25,14 @@ from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket as StarletteWebSocket
 
-from entra_guard import EntraAuthMiddleware, EntraConfig, InvalidToken, KeyStore, TokenValidator
+from entra_guard import (
+    EntraAuthMiddleware,
+    EntraConfig,
+    InvalidToken,
+    KeyStore,
+    ProtectedResource,
+    TokenValidator,
+)
 from entra_guard.fastapi import Principal, require_roles
 from entra_guard.middleware import STATE_KEY
 from entra_guard.testing import EntraEmulator
@@ -563,3 +570,38 @@ async def test_held_by_design_a_cold_start_404_refuses_that_version_for_one_inte
     assert entra_emulator.fetch_count("metadata", version="2.0") == 3
     assert (await check.validate(token)).roles == {"r"}
     await check.aclose()
+
+
+def test_held_the_metadata_paths_never_reach_the_app(
+    entra_emulator: EntraEmulator, ran: list[Any]
+) -> None:
+    """Every method, under a root_path, with exclusions over "/.well-known/": the document or a
+    405, never the app."""
+
+    async def catch_all(request: Request) -> Response:
+        ran.append(request.url.path)
+        return PlainTextResponse("app")
+
+    resource = ProtectedResource(
+        resource="https://api.contoso.com/orders", scopes_supported=["api://orders/Orders.Read"]
+    )
+    app = Starlette(
+        routes=[
+            Route("/{path:path}", catch_all, methods=["GET", "HEAD", "POST", "OPTIONS", "PUT"]),
+        ],
+        middleware=[
+            Middleware(EntraAuthMiddleware, config=entra_emulator.config(),
+                       resource_metadata=resource, exclude_prefixes=["/.well-known/"])
+        ],
+    )  # fmt: skip
+    with TestClient(app, root_path="/api") as client:
+        for path in (
+            "/api/.well-known/oauth-protected-resource",
+            "/api/.well-known/oauth-protected-resource/orders",
+        ):
+            for method in ("GET", "HEAD", "POST", "OPTIONS", "PUT"):
+                response = client.request(method, path, headers=PREFLIGHT)
+                assert response.status_code in (200, 204, 405), (method, path)
+        # the document's paths exactly: a neighbour is the app's (here: excluded, so public)
+        assert client.get("/api/.well-known/oauth-protected-resource/orders/x").text == "app"
+    assert ran == ["/api/.well-known/oauth-protected-resource/orders/x"]
