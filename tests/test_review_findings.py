@@ -605,3 +605,27 @@ def test_held_the_metadata_paths_never_reach_the_app(
         # the document's paths exactly: a neighbour is the app's (here: excluded, so public)
         assert client.get("/api/.well-known/oauth-protected-resource/orders/x").text == "app"
     assert ran == ["/api/.well-known/oauth-protected-resource/orders/x"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:S3cretPassw0rd@api.contoso.com",
+        "https://user:S3cretPassw0rd@api.contoso.com:99999",
+        "http://user:S3cretPassw0rd@api.contoso.com",
+        "https://user:S3cretPassw0rd@api.contoso.com/a b",  # not RFC 3986 characters
+    ],
+)
+def test_protected_resource_urls_with_credentials_are_refused_without_echoing_them(
+    url: str,
+) -> None:
+    """``resource`` often comes from the environment (the public URL of a deployment)."""
+    for field in ("resource", "authorization_servers", "resource_documentation"):
+        values: dict[str, Any] = {
+            "resource": "https://api.contoso.com",
+            "scopes_supported": ["api://orders/Orders.Read"],
+        }
+        values[field] = [url] if field == "authorization_servers" else url
+        with pytest.raises(ValueError, match=field) as info:
+            ProtectedResource(**values)
+        assert "S3cretPassw0rd" not in str(info.value), field
