@@ -404,7 +404,7 @@ def check_instance(instance: str) -> str:
         raise ValueError(f"instance must be a URL string, got {instance!r}")
     url = instance.strip().rstrip("/")
     parts = urlsplit(url)
-    shown = _without_user_info(instance)
+    shown = without_user_info(instance)
     if parts.scheme not in {"https", "http"} or not parts.hostname:
         raise ValueError(f"instance {shown!r} must be an absolute https:// URL")
     if parts.query or parts.fragment or "@" in parts.netloc:
@@ -427,7 +427,7 @@ def check_instance(instance: str) -> str:
     return url
 
 
-def _without_user_info(url: str) -> str:
+def without_user_info(url: str) -> str:
     """``url`` for an error message: user info (``user:password@``) becomes ``***@``."""
     try:
         parts = urlsplit(url.strip())
