@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "DEFAULT_INSTANCE",
@@ -397,32 +397,46 @@ def check_instance(instance: str) -> str:
 
     https, or http on a loopback host only (the emulator). The tenant and the ``/v2.0`` are
     added per request, so a path (``https://login.microsoftonline.com/<tenant>/v2.0``, the
-    authority of other libraries) is refused here rather than answered 404 later.
+    authority of other libraries) is refused here rather than answered 404 later. Messages
+    show the URL with any user info (a password) replaced by ``***``.
     """
     if not isinstance(instance, str):
         raise ValueError(f"instance must be a URL string, got {instance!r}")
     url = instance.strip().rstrip("/")
     parts = urlsplit(url)
+    shown = without_user_info(instance)
     if parts.scheme not in {"https", "http"} or not parts.hostname:
-        raise ValueError(f"instance {instance!r} must be an absolute https:// URL")
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise ValueError(f"instance {instance!r} must not carry a query, fragment or credentials")
+        raise ValueError(f"instance {shown!r} must be an absolute https:// URL")
+    if parts.query or parts.fragment or "@" in parts.netloc:
+        raise ValueError(f"instance {shown!r} must not carry a query, fragment or credentials")
     if parts.path:
         raise ValueError(
-            f"instance {instance!r} must be only a scheme and host (and port), such as "
+            f"instance {shown!r} must be only a scheme and host (and port), such as "
             f"{DEFAULT_INSTANCE}: leave out the path {parts.path!r}; the tenant comes from "
             "tenant_id, the version from the token"
         )
     try:
         parts.port  # noqa: B018  # urlsplit checks the port only when asked
     except ValueError:
-        raise ValueError(f"instance {instance!r} has an invalid port") from None
+        raise ValueError(f"instance {shown!r} has an invalid port") from None
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ValueError(
-            f"instance {instance!r} uses http://, which is only allowed for a loopback host "
+            f"instance {shown!r} uses http://, which is only allowed for a loopback host "
             "(the local emulator); use https://"
         )
     return url
+
+
+def without_user_info(url: str) -> str:
+    """``url`` for an error message: user info (``user:password@``) becomes ``***@``."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return "<not a URL>"
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
 _PEM_CERTIFICATE = re.compile(

@@ -44,7 +44,7 @@ import httpx
 
 from entra_guard.config import EntraConfig, TokenVersion, is_guid, is_loopback_host
 from entra_guard.errors import InvalidToken, KeysUnavailable
-from entra_guard.jwks import KeySet, SigningKey, parse_jwks
+from entra_guard.jwks import KeySet, SigningKey, could_be_published, parse_jwks
 
 __all__ = ["KeySet", "KeyStore", "SigningKey", "parse_jwks"]
 
@@ -243,7 +243,8 @@ class KeyStore:
         just_fetched = self.current(version) is None
         keyset = await self.get_key_set(version)
         key = keyset.find(kid, x5t)
-        if key is not None or (kid is None and x5t is None):
+        if key is not None or not could_be_published(kid, x5t):
+            # None, or longer than any key id a JWKS may hold: no refresh, nothing remembered
             return keyset, key
         apps = [self._app_sources[version, app_id] for app_id in self.app_ids]
         for app in apps:  # app-specific keys in hand: no fetch, no tenant refresh spent

@@ -20,7 +20,7 @@ from jwt.exceptions import PyJWTError
 
 from entra_guard.config import TokenVersion
 
-__all__ = ["KeySet", "SigningKey", "parse_jwks"]
+__all__ = ["KeySet", "SigningKey", "could_be_published", "parse_jwks"]
 
 _B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
 _MIN_RSA_BITS = 2048
@@ -114,6 +114,12 @@ def _parse_jwk(jwk: Mapping[str, Any]) -> SigningKey | None:
         alg=alg,
         fingerprint=hashlib.sha256(f"{n}.{e}.{issuer}.{alg}".encode()).hexdigest(),
     )
+
+
+def could_be_published(kid: str | None, x5t: str | None) -> bool:
+    """Whether a token's ``kid`` (or, without one, its ``x5t``) could name a key that
+    :func:`parse_jwks` keeps: a key id nobody can publish is never worth a fetch."""
+    return _is_key_id(kid if kid is not None else x5t)
 
 
 def _is_key_id(value: object) -> bool:

@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 from starlette.types import Receive, Scope, Send
 
-from entra_guard.config import EntraConfig, is_loopback_host
+from entra_guard.config import EntraConfig, is_loopback_host, without_user_info
 
 __all__ = ["WELL_KNOWN_PATH", "MetadataEndpoint", "ProtectedResource"]
 
@@ -201,30 +201,36 @@ class MetadataEndpoint:
 
 
 def _check_url(name: str, value: object, *, query: bool) -> None:
-    """An absolute https URL (http on loopback), safe to quote in a header as it is."""
-    if not isinstance(value, str) or _URI_CHARACTERS.fullmatch(value) is None:
+    """An absolute https URL (http on loopback), safe to quote in a header as it is.
+
+    Messages show the value with any user info (a password) replaced by ``***``.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"{name}: {value!r} is not a URL string")
+    shown = without_user_info(value)
+    if _URI_CHARACTERS.fullmatch(value) is None:
         raise ValueError(
-            f"{name}: {value!r} is not a URL made of the characters RFC 3986 allows "
+            f"{name}: {shown!r} is not a URL made of the characters RFC 3986 allows "
             "(percent-encode spaces, quotes, backslashes and non-ASCII; use punycode hosts)"
         )
     if _BAD_PERCENT.search(value):
-        raise ValueError(f"{name}: {value!r} has a '%' that starts no percent-encoding")
+        raise ValueError(f"{name}: {shown!r} has a '%' that starts no percent-encoding")
     parts = urlsplit(value)
+    if "@" in parts.netloc or "#" in value:
+        raise ValueError(f"{name}: {shown!r} must not carry user info or a fragment")
     try:
         parts.port  # noqa: B018  # urlsplit checks the port only when asked
     except ValueError:
-        raise ValueError(f"{name}: {value!r} has an invalid port") from None
+        raise ValueError(f"{name}: {shown!r} has an invalid port") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"{name}: {value!r} must be an absolute https:// URL")
+        raise ValueError(f"{name}: {shown!r} must be an absolute https:// URL")
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ValueError(
-            f"{name}: {value!r} uses http://, which is only allowed for a loopback host; "
+            f"{name}: {shown!r} uses http://, which is only allowed for a loopback host; "
             "use https:// (RFC 9728 requires it)"
         )
-    if "@" in parts.netloc or "#" in value:
-        raise ValueError(f"{name}: {value!r} must not carry user info or a fragment")
     if parts.query and not query:
-        raise ValueError(f"{name}: {value!r} must not carry a query")
+        raise ValueError(f"{name}: {shown!r} must not carry a query")
 
 
 def _check_scopes(scopes: object) -> tuple[str, ...]:
