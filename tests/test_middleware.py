@@ -12,6 +12,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.authentication import requires
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -476,22 +477,36 @@ def preflight(origin: bool = True, method: bool = True) -> dict[str, str]:
     return headers
 
 
-def test_a_cors_preflight_passes_without_a_token(entra_emulator: EntraEmulator) -> None:
+def test_a_cors_preflight_passes_only_to_a_cors_middleware_inside(
+    entra_emulator: EntraEmulator,
+) -> None:
+    """A preflight carries no token (Fetch standard). It is let through only where Starlette's
+    CORSMiddleware, inside this one, will answer it: a preflight-shaped OPTIONS must never run a
+    route without a token."""
     seen: list[AuthOutcome] = []
-    with TestClient(make_app(entra_emulator.config(), on_outcome=seen.append)) as client:
-        # No CORS middleware here: the preflight reaches the router, which allows only GET.
-        assert client.options("/me", headers=preflight()).status_code == 405
-        # It reaches the app with no principal: a route that handles OPTIONS and demands a
-        # role still answers 401, never 500.
-        guarded = client.options("/write-options", headers=preflight())
-        assert guarded.status_code == 401
-        assert guarded.headers["www-authenticate"] == "Bearer"
-        for headers in ({}, preflight(method=False), preflight(origin=False)):
-            refused = client.options("/me", headers=headers)  # not a preflight: a token, please
+    bare = make_app(entra_emulator.config(), on_outcome=seen.append)
+    with TestClient(bare) as client:
+        for headers in (preflight(), {}, preflight(method=False), preflight(origin=False)):
+            refused = client.options("/write-options", headers=headers)
             assert refused.status_code == 401, headers
             assert refused.json()["error"] == "missing_token"
-    # The route's own refusal is reported too, after the middleware let the preflight in.
-    assert [o.reason for o in seen] == ["anonymous", "anonymous"] + ["missing_token"] * 4
+    assert [o.reason for o in seen] == ["missing_token"] * 4
+
+    seen.clear()
+    behind_cors = Starlette(
+        routes=ROUTES,
+        middleware=[
+            Middleware(EntraAuthMiddleware, config=entra_emulator.config(), on_outcome=seen.append),
+            Middleware(CORSMiddleware, allow_origins=["https://spa.example"], allow_methods=["*"],
+                       allow_headers=["authorization"]),
+        ],
+    )  # fmt: skip
+    with TestClient(behind_cors) as client:
+        answered = client.options("/write-options", headers=preflight())
+        assert answered.status_code == 200  # CORSMiddleware's own answer; no route ran
+        assert answered.headers["access-control-allow-origin"] == "https://spa.example"
+        assert client.options("/write-options", headers=preflight(method=False)).status_code == 401
+    assert [o.reason for o in seen] == ["anonymous", "missing_token"]
 
 
 def test_added_twice_fails_start_up_and_fetches_no_keys(entra_emulator: EntraEmulator) -> None:

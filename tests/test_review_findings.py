@@ -43,13 +43,6 @@ from tests.support import settle
 #: What an attacker sends: a "CORS preflight" is just two headers anybody can set.
 PREFLIGHT = {"Origin": "https://evil.example", "Access-Control-Request-Method": "DELETE"}
 
-PREFLIGHT_BYPASS = (
-    "the CORS-preflight pass-through hands any OPTIONS with Origin and "
-    "Access-Control-Request-Method to the app unauthenticated; fix: drop the pass-through (CORS "
-    "outermost, as the README recommends, answers preflights before this middleware) or make it "
-    "an explicit opt-in"
-)
-
 
 @pytest.fixture
 def ran() -> list[Any]:
@@ -97,9 +90,11 @@ def starlette_client(entra_emulator: EntraEmulator, ran: list[Any]) -> Iterator[
 
 
 # -- 1. CORS-preflight pass-through ----------------------------------------------------------
+# Found: any OPTIONS with Origin and Access-Control-Request-Method reached the app without a
+# token. Fixed: a preflight passes only to a Starlette CORSMiddleware inside the middleware,
+# which answers it without calling the app.
 
 
-@pytest.mark.xfail(strict=True, reason=PREFLIGHT_BYPASS)
 def test_a_preflight_shaped_options_runs_a_starlette_handler_without_a_token(
     starlette_client: TestClient, ran: list[Any]
 ) -> None:
@@ -108,7 +103,6 @@ def test_a_preflight_shaped_options_runs_a_starlette_handler_without_a_token(
     assert response.status_code == 401
 
 
-@pytest.mark.xfail(strict=True, reason=PREFLIGHT_BYPASS)
 def test_a_preflight_shaped_options_runs_an_http_endpoint_options_method_without_a_token(
     starlette_client: TestClient, ran: list[Any]
 ) -> None:
@@ -117,7 +111,6 @@ def test_a_preflight_shaped_options_runs_an_http_endpoint_options_method_without
     assert response.status_code == 401
 
 
-@pytest.mark.xfail(strict=True, reason=PREFLIGHT_BYPASS)
 def test_a_preflight_shaped_options_reaches_a_mounted_app_without_a_token(
     starlette_client: TestClient, ran: list[Any]
 ) -> None:
@@ -127,7 +120,6 @@ def test_a_preflight_shaped_options_reaches_a_mounted_app_without_a_token(
     assert "internal metrics" not in response.text
 
 
-@pytest.mark.xfail(strict=True, reason=PREFLIGHT_BYPASS)
 def test_a_preflight_shaped_options_runs_a_fastapi_route_without_a_dependency(
     entra_emulator: EntraEmulator, ran: list[Any]
 ) -> None:
@@ -145,12 +137,6 @@ def test_a_preflight_shaped_options_runs_a_fastapi_route_without_a_dependency(
     assert response.status_code == 401
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="route enumeration: through the preflight pass-through an anonymous caller tells "
-    "existing paths (405 with Allow) from missing ones (404); before, every path answered 401. "
-    "Same fix as the pass-through",
-)
 def test_a_preflight_shaped_options_does_not_reveal_which_routes_exist(
     starlette_client: TestClient,
 ) -> None:

@@ -9,7 +9,11 @@ the app; the middleware answers those too, so every failure has the same shape.
 Three things it deliberately lets through without a token: excluded paths, matched against the
 path the app routes on (``path`` without ``root_path``, as Starlette's router does, so an app
 served under a prefix keeps its health checks public); CORS preflights, which browsers send
-without credentials (Fetch standard, "CORS-preflight request"); and, with ``optional=True``,
+without credentials (Fetch standard, "CORS-preflight request"), but only to a Starlette
+``CORSMiddleware`` inside this one, which answers every preflight itself (a preflight-shaped
+``OPTIONS`` must never reach a route, a mount or an ``options`` method without a token; with
+``CORSMiddleware`` outermost, as the README advises, preflights never get here); and, with
+``optional=True``,
 requests without credentials. With ``resource_metadata=``, it answers the RFC 9728 document
 itself (HTTP only, before any exclusion, no token looked at) and names it in its 401 challenges.
 It refuses to run inside another ``EntraAuthMiddleware``: the token would be validated twice and
@@ -24,6 +28,7 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from entra_guard.bearer import bearer_token, error_response
@@ -122,6 +127,7 @@ class EntraAuthMiddleware:
         self._accept_query_token = accept_query_token
         self._prefetch_keys = prefetch_keys
         self._on_outcome = on_outcome
+        self._cors_inside = _answers_preflights(app)
         methods = ("header", "query") if accept_query_token else ("header",)
         self._metadata = None if resource_metadata is None else MetadataEndpoint(
             resource_metadata, validator.config, bearer_methods=methods
@@ -156,7 +162,7 @@ class EntraAuthMiddleware:
         try:
             token = bearer_token(scope, accept_query_token=self._accept_query_token)
             if token is None:
-                if not (self._optional or _is_cors_preflight(scope)):
+                if not (self._optional or (self._cors_inside and _is_cors_preflight(scope))):
                     raise MissingToken
                 principal = None
             else:
@@ -272,6 +278,24 @@ def _route_path(path: str, root_path: str) -> str:
     """
     rest = path[len(root_path) :]
     return rest if not rest or rest[0] == "/" else path
+
+
+def _answers_preflights(app: ASGIApp) -> bool:
+    """Whether a Starlette ``CORSMiddleware`` lies between this middleware and the app.
+
+    It answers every preflight (``OPTIONS`` with ``Access-Control-Request-Method``) itself and
+    never calls the app with one, so letting a preflight through to it runs no route. Starlette
+    builds its middleware stack from the inside out, so the ones inside us exist already and are
+    reachable through their ``app`` attribute.
+    """
+    for _ in range(64):  # middleware stacks are short; a cycle must not hang start-up
+        if isinstance(app, CORSMiddleware):
+            return True
+        inner = getattr(app, "app", None)
+        if inner is None or inner is app:
+            return False
+        app = inner
+    return False
 
 
 def _is_cors_preflight(scope: Scope) -> bool:
