@@ -428,12 +428,6 @@ class _RefuseAppSpecific(httpx.AsyncHTTPTransport):
         return await super().handle_async_request(request)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="junk tokens with a random kid get 503 (not 401) whenever the app-specific "
-    "document cannot be had, though the tenant's keys are in hand; fix: an app-specific "
-    "document answering 4xx counts as not served (401 key_not_found), as 404 does",
-)
 async def test_junk_tokens_are_not_turned_into_503s_by_the_app_specific_document(
     entra_emulator: EntraEmulator,
 ) -> None:
@@ -451,12 +445,6 @@ async def test_junk_tokens_are_not_turned_into_503s_by_the_app_specific_document
         assert info.value.reason == "key_not_found"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a key published only at ?appid=A verifies tokens for another configured "
-    "audience B, though Entra signs only A's tokens with it; fix: a key found only in A's "
-    "app-specific set accepts a GUID 'aud' only if it is A",
-)
 async def test_an_app_specific_key_of_one_api_does_not_sign_for_another_audience(
     entra_emulator: EntraEmulator,
 ) -> None:

@@ -52,6 +52,8 @@ def check_claims(
     check_lifetime(claims, leeway=config.leeway, now=now)
     check_issuer(claims, config=config, keyset=keyset, key=key)
     check_audience(claims, config)
+    if keyset.app_id is not None:
+        check_app_key_audience(claims, keyset.app_id, config)
     client_id = check_client(claims, version)
     # Authenticated. What follows decides whether the caller may use this API at all.
     return check_permissions(claims, config=config, version=version, client_id=client_id)
@@ -141,6 +143,30 @@ def check_issuer(
     # belongs to another issuer (personal-account keys, for instance).
     if key.issuer is not None and key.issuer.replace(_TENANT_PLACEHOLDER, tid) != iss:
         raise InvalidToken("invalid_issuer", "The token was signed by another issuer's key")
+
+
+def check_app_key_audience(claims: Mapping[str, Any], app_id: str, config: EntraConfig) -> None:
+    """A key from the ``?appid=<app_id>`` document signs that application's tokens only.
+
+    Its private key may be the application owner's own (a claims-mapping policy's signing
+    certificate), so it must not vouch for another API among ``audiences``. ``aud`` must be
+    ``app_id``; an App ID URI (v1 tokens) is accepted only when ``app_id`` is the one client id
+    among the audiences, as it cannot be told whose URI it is otherwise. Call after
+    :func:`check_audience`. Raises ``InvalidToken("invalid_audience")``.
+    """
+    aud = claims["aud"]
+    values = [aud] if isinstance(aud, str) else aud
+    if any(a.lower() == app_id for a in values):
+        return
+    client_ids = {a.lower() for a in config.audiences if is_guid(a)}
+    if client_ids == {app_id} and any(
+        not is_guid(a) and config.accepts_audience(a) for a in values
+    ):
+        return
+    raise InvalidToken(
+        "invalid_audience",
+        "The token's audience is not the application whose own signing key signed it",
+    )
 
 
 def check_audience(claims: Mapping[str, Any], config: EntraConfig) -> None:

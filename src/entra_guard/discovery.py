@@ -487,7 +487,9 @@ class KeyStore:
         try:
             metadata = await self._get_json(source.metadata_url)
         except _FetchError as exc:
-            if exc.status == 404:
+            if exc.status == 404 or (source.app_id is not None and _refused(exc.status)):
+                # No such document. For the app-specific one any refusal means the same: most
+                # APIs have no keys of their own, and junk tokens must not become 503s.
                 raise _NotServed(str(exc)) from None
             raise
         issuer = metadata.get("issuer")
@@ -562,6 +564,11 @@ async def _error_said(response: httpx.Response) -> str:
     if description.startswith("AADSTS90002:"):  # Entra: "Tenant '...' not found."
         said += "; check tenant_id (ENTRA_TENANT_ID)"
     return f" ({said})"
+
+
+def _refused(status: int | None) -> bool:
+    """A 4xx that is an answer about the request, not a passing condition (408, 429)."""
+    return status is not None and 400 <= status < 500 and status not in (408, 429)
 
 
 def _acceptable_url(url: str) -> bool:
