@@ -18,6 +18,8 @@ The modules, each with one job::
     confidential  ConfidentialClient: cache, one request per scope, stale-token fallback
     auth          EntraClientAuth: the httpx.Auth flow (renew once on 401)
     errors        TokenRequestError, the one exception a failed request raises
+    on_behalf_of  OnBehalfOfClient, OnBehalfOfAuth: tokens for another API as the calling user
+    challenges    reading a downstream API's claims challenge
 
 Secrets, assertions and tokens never appear in a repr, a str, a log line or an exception;
 logs name a token by its fingerprint (the first 8 hex digits of its SHA-256) at most.
@@ -27,6 +29,7 @@ from entra_guard.client.auth import EntraClientAuth
 from entra_guard.client.confidential import ConfidentialClient
 from entra_guard.client.credentials import ClientCertificate, ClientSecret
 from entra_guard.client.errors import TokenRequestError
+from entra_guard.client.on_behalf_of import OnBehalfOfAuth, OnBehalfOfClient
 from entra_guard.client.tokens import AccessToken
 
 __all__ = [
@@ -35,5 +38,7 @@ __all__ = [
     "ClientSecret",
     "ConfidentialClient",
     "EntraClientAuth",
+    "OnBehalfOfAuth",
+    "OnBehalfOfClient",
     "TokenRequestError",
 ]
