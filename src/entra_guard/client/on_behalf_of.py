@@ -36,7 +36,11 @@ from typing import TYPE_CHECKING
 import httpx
 from cachetools import TLRUCache
 
-from entra_guard.client.challenges import capability_claims, claims_from_challenge
+from entra_guard.client.challenges import (
+    capability_claims,
+    claims_from_challenge,
+    minified_claims,
+)
 from entra_guard.client.errors import TokenRequestError
 from entra_guard.errors import ClaimsChallenge
 
@@ -237,14 +241,15 @@ class OnBehalfOfClient:
 
     def _challenge_or(self, error: TokenRequestError) -> Exception:
         """A ``ClaimsChallenge`` when Entra attached claims to its refusal, else ``error``."""
-        if error.claims is None:
+        claims = minified_claims(error.claims) if error.claims is not None else None
+        if claims is None:
             return error
         code = f" ({error.aadsts})" if error.aadsts else ""
         challenge = self.challenge(
             "interaction_required",
             f"Entra ID requires the user to sign in again and satisfy a claims challenge{code}; "
             "retry with the claims of this challenge",
-            claims=error.claims,
+            claims=claims,
         )
         challenge.__cause__ = error
         return challenge
