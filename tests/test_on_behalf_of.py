@@ -491,15 +491,19 @@ def test_no_token_or_secret_reaches_a_log_or_a_repr(
     with env.confidential() as app:
         obo = OnBehalfOfClient(app)
         token = obo.acquire_token_sync(user, GRAPH)
-        env.stub.answer = (401, {"error": "invalid_client", "error_description": f"bad {SECRET}"})
+        other = env.user_token(oid="other")
+        # An answer that echoes what it was sent: the description is redacted before it is kept.
+        described = f"AADSTS50013: bad {SECRET} for {other}"
+        env.stub.answer = (400, {"error": "invalid_grant", "error_description": described})
         with pytest.raises(TokenRequestError) as caught:
-            obo.acquire_token_sync(env.user_token(oid="other"), GRAPH)
+            obo.acquire_token_sync(other, GRAPH)
         shown = " ".join(
             [caplog.text, repr(obo), repr(obo.auth(user, GRAPH)), repr(token), str(caught.value),
              repr(caught.value), caught.value.description]
         )  # fmt: skip
-    for secret in (user, SECRET, token.token):
+    for secret in (user, other, SECRET, token.token):
         assert secret not in shown
+    assert "[redacted]" in caught.value.description
 
 
 # -- against the emulator's own on-behalf-of grant (xfail until i11-graph is merged) -----------
