@@ -18,6 +18,7 @@ import logging
 import ssl
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -107,6 +108,7 @@ class Downstream:
 
     def __init__(self) -> None:
         self.challenge_next = False
+        self.refuse_next = False
         self.seen: list[str] = []
         self.app = Starlette(routes=[Route("/data", self.data)])
 
@@ -121,6 +123,9 @@ class Downstream:
                 f'oauth2/authorize", error="insufficient_claims", claims="{encoded}"'
             )
             return JSONResponse({"error": "insufficient_claims"}, 401, {"WWW-Authenticate": header})
+        if self.refuse_next:
+            self.refuse_next = False
+            return JSONResponse({"error": "invalid_token"}, 401, {"WWW-Authenticate": "Bearer"})
         return JSONResponse({"token": token})
 
 
@@ -173,7 +178,7 @@ def shared() -> Iterator[Env]:
 @pytest.fixture
 def env(shared: Env) -> Env:
     shared.stub.reset()
-    shared.downstream.challenge_next = False
+    shared.downstream.challenge_next = shared.downstream.refuse_next = False
     shared.downstream.seen.clear()
     return shared
 
@@ -334,6 +339,16 @@ async def test_a_downstream_claims_challenge_raises_and_drops_the_cached_token(e
         assert caught.value.reason == "insufficient_claims"
         # The refused token is not handed out again.
         await http.get(f"{env.downstream_url}/data", auth=obo.auth(user, GRAPH))
+    assert env.downstream.seen == ["obo-token-1", "obo-token-2"]
+
+
+def test_a_plain_401_downstream_renews_the_token_once(env: Env) -> None:
+    user = env.user_token()
+    with env.confidential() as app, httpx.Client() as http:
+        obo = OnBehalfOfClient(app)
+        env.downstream.refuse_next = True
+        answer = http.get(f"{env.downstream_url}/data", auth=obo.auth(user, GRAPH))
+    assert answer.json() == {"token": "obo-token-2"}
     assert env.downstream.seen == ["obo-token-1", "obo-token-2"]
 
 
@@ -631,3 +646,30 @@ def test_two_apis_one_calling_the_other_as_the_user_under_uvicorn() -> None:
         finally:
             middle_server.stop()
             backend_server.stop()
+
+
+def test_the_readme_example_runs_as_written(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's block, with only what a reader fills in and the loopback addresses."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Calling other APIs as the user\n", 1)[1]
+    code = section.split("```python\n", 1)[1].split("\n```", 1)[0]
+    for placeholder, value in (
+        ('"<Directory (tenant) ID>"', repr(TENANT)),
+        ('"<this API\'s Application (client) ID>"', repr(API_CLIENT_ID)),
+        ("ConfidentialClient(", f"ConfidentialClient(instance={env.stub_url!r},"),
+        ("https://graph.microsoft.com/v1.0/me", f"{env.downstream_url}/data"),
+    ):
+        assert code.count(placeholder) == 1, placeholder
+        code = code.replace(placeholder, value)
+    monkeypatch.setenv("ENTRA_CLIENT_SECRET", SECRET)
+    monkeypatch.setenv("ENTRA_TENANT_ID", env.idp.tenant_id)
+    monkeypatch.setenv("ENTRA_INSTANCE", env.idp.instance)
+    monkeypatch.setenv("ENTRA_AUDIENCES", "api://middle")
+    namespace: dict[str, Any] = {"__name__": "readme"}
+    exec(compile(code, "README.md (on-behalf-of)", "exec"), namespace)  # noqa: S102
+    user = env.user_token()
+    with TestClient(namespace["app"]) as api:
+        for _ in range(2):
+            answer = api.get("/me", headers={"Authorization": f"Bearer {user}"})
+            assert answer.json() == {"token": "obo-token-1"}
+    assert len(env.stub.forms) == 1
