@@ -673,3 +673,12 @@ def test_the_readme_example_runs_as_written(env: Env, monkeypatch: pytest.Monkey
             answer = api.get("/me", headers={"Authorization": f"Bearer {user}"})
             assert answer.json() == {"token": "obo-token-1"}
     assert len(env.stub.forms) == 1
+
+
+async def test_a_refusal_is_raised_as_it_came(env: Env) -> None:
+    env.stub.answer = (400, {"error": "invalid_grant", "error_codes": [500131]})
+    async with env.confidential() as app:
+        with pytest.raises(TokenRequestError) as caught:
+            await OnBehalfOfClient(app).acquire_token(env.user_token(), GRAPH)
+    assert caught.value.aadsts == "AADSTS500131"
+    assert caught.value.__cause__ is None  # not chained to itself

@@ -1,4 +1,4 @@
-"""Acquiring app-only tokens from Entra ID with the client-credentials grant.
+"""Acquiring tokens from Entra ID: app-only (client credentials) and as a user (on-behalf-of).
 
 For daemons and services that call APIs as themselves::
 
@@ -9,6 +9,11 @@ For daemons and services that call APIs as themselves::
     )
     token = await client.acquire_token("api://orders/.default")
     httpx.AsyncClient(auth=client.auth("api://orders/.default"))  # or let httpx do it
+
+For an API calling another API as the user who called it (the on-behalf-of grant)::
+
+    obo = OnBehalfOfClient(client)  # client: this API's own ConfidentialClient
+    httpx.AsyncClient(auth=obo.auth(incoming_token, "https://graph.microsoft.com/User.Read"))
 
 The modules, each with one job::
 

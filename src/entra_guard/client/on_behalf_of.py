@@ -189,7 +189,10 @@ class OnBehalfOfClient:
         try:
             entry = await self._endpoint.fetch_async(key[1], grant=self._grant(key, user_token))
         except TokenRequestError as error:
-            raise self._challenge_or(error) from error
+            failure = self._challenge_or(error)
+            if failure is error:
+                raise
+            raise failure from error
         return self._store(key, entry)
 
     def _acquire_sync(
