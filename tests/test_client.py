@@ -649,6 +649,8 @@ def test_public_api_is_exactly_all() -> None:
         "ClientSecret",
         "ConfidentialClient",
         "EntraClientAuth",
+        "OnBehalfOfAuth",
+        "OnBehalfOfClient",
         "TokenRequestError",
     ]
     public = {

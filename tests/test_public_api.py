@@ -10,6 +10,7 @@ import entra_guard.testing
 
 PUBLIC = [
     "AuthOutcome",
+    "ClaimsChallenge",
     "EntraAuthMiddleware",
     "EntraConfig",
     "EntraGuardError",

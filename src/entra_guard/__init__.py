@@ -3,6 +3,7 @@
 from entra_guard.config import EntraConfig
 from entra_guard.discovery import KeyStore
 from entra_guard.errors import (
+    ClaimsChallenge,
     EntraGuardError,
     InsufficientPermissions,
     InvalidRequest,
@@ -17,6 +18,7 @@ from entra_guard.validation import TokenValidator
 
 __all__ = [
     "AuthOutcome",
+    "ClaimsChallenge",
     "EntraAuthMiddleware",
     "EntraConfig",
     "EntraGuardError",

@@ -6,20 +6,38 @@ a challenge looks like) is one small, testable piece.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 from starlette.types import Scope
 
 from entra_guard.errors import (
+    ClaimsChallenge,
     EntraGuardError,
     InsufficientPermissions,
     InvalidRequest,
     KeysUnavailable,
 )
 
-__all__ = ["bearer_token", "error_response"]
+__all__ = ["INCOMING_TOKEN", "IncomingToken", "bearer_token", "error_response"]
+
+#: The ASGI scope key under which the middleware leaves the caller's validated token, for the
+#: on-behalf-of helpers only: the principal never holds it.
+INCOMING_TOKEN = "entra_guard.incoming_token"  # noqa: S105  # a key's name, not a secret
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingToken:
+    """The caller's validated bearer token; its repr hides it, so a dumped scope leaks nothing."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "IncomingToken([redacted])"
+
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -113,6 +131,8 @@ def challenge(exc: EntraGuardError, *, resource_metadata: str | None = None) -> 
     learns how to get a token (RFC 9728 5.1). A 403 keeps only ``scope``: the caller already
     knows where tokens come from and needs more of them, not directions.
     """
+    if isinstance(exc, ClaimsChallenge):
+        return _claims_challenge(exc, resource_metadata)
     parts = []
     if exc.error_code is not None:
         parts += [f'error="{exc.error_code}"', f'error_description="{_quoted(exc.description)}"']
@@ -121,6 +141,27 @@ def challenge(exc: EntraGuardError, *, resource_metadata: str | None = None) -> 
     if resource_metadata is not None and exc.status_code == 401:
         parts.append(f'resource_metadata="{_quoted(resource_metadata)}"')
     return "Bearer " + ", ".join(parts) if parts else "Bearer"
+
+
+def _claims_challenge(exc: ClaimsChallenge, resource_metadata: str | None) -> str:
+    """Microsoft's form: ``realm``, ``authorization_uri``, ``client_id``, ``error``, ``claims``.
+
+    The claims request travels as base64 of its minified JSON, whose alphabet needs no escaping
+    in a quoted-string. Source: Microsoft identity platform, "Claims challenges, claims requests
+    and client capabilities" (all parameters in one ``WWW-Authenticate`` header).
+    """
+    parts = []
+    if exc.realm is not None:
+        parts.append(f'realm="{_quoted(exc.realm)}"')
+    if exc.authorization_uri is not None:
+        parts.append(f'authorization_uri="{_quoted(exc.authorization_uri)}"')
+    if exc.client_id is not None:
+        parts.append(f'client_id="{_quoted(exc.client_id)}"')
+    encoded = base64.b64encode(exc.claims.encode("utf-8")).decode("ascii")
+    parts += [f'error="{exc.error_code}"', f'claims="{encoded}"']
+    if resource_metadata is not None:
+        parts.append(f'resource_metadata="{_quoted(resource_metadata)}"')
+    return "Bearer " + ", ".join(parts)
 
 
 def _body_error(exc: EntraGuardError) -> str:

@@ -6,6 +6,8 @@ Each class maps to exactly one HTTP answer, so the middleware never has to guess
     ├── InvalidRequest             400  WWW-Authenticate: Bearer error="invalid_request"
     ├── MissingToken               401  WWW-Authenticate: Bearer        (RFC 6750 3.1: no error)
     ├── InvalidToken               401  WWW-Authenticate: Bearer error="invalid_token"
+    ├── ClaimsChallenge            401  WWW-Authenticate: Bearer ... error="insufficient_claims",
+    │                                   claims="<base64>" (Microsoft's claims challenge)
     ├── InsufficientPermissions    403  WWW-Authenticate: Bearer error="insufficient_scope"
     └── KeysUnavailable            503  Retry-After (the signing keys could not be had)
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "ClaimsChallenge",
     "EntraGuardError",
     "InsufficientPermissions",
     "InvalidRequest",
@@ -71,6 +74,41 @@ class InvalidToken(EntraGuardError):
 
     status_code = 401
     error_code = "invalid_token"
+
+
+class ClaimsChallenge(EntraGuardError):
+    """The caller must sign in again and satisfy ``claims``: a claims challenge to pass on.
+
+    Raised when Entra answers an on-behalf-of request with ``interaction_required`` (or
+    ``invalid_grant``) carrying ``claims`` (conditional access, MFA step-up), or when a
+    downstream API answers 401 ``insufficient_claims`` (Continuous Access Evaluation). The
+    middle tier cannot show the user anything, so it hands the challenge to its own caller,
+    whose app re-authenticates with ``claims=`` (Microsoft identity platform, "Claims
+    challenges, claims requests and client capabilities"; "On-behalf-of flow").
+
+    ``claims`` is the claims request as minified JSON text; ``authorization_uri`` (the
+    tenant's ``/authorize``), ``realm`` (its tenant id) and ``client_id`` (this API's) are the
+    other parameters of Microsoft's challenge, each left out when ``None``.
+    """
+
+    status_code = 401
+    error_code = "insufficient_claims"
+
+    def __init__(
+        self,
+        reason: str,
+        description: str,
+        *,
+        claims: str,
+        authorization_uri: str | None = None,
+        realm: str | None = None,
+        client_id: str | None = None,
+    ) -> None:
+        super().__init__(reason, description)
+        self.claims = claims
+        self.authorization_uri = authorization_uri
+        self.realm = realm
+        self.client_id = client_id
 
 
 class InsufficientPermissions(EntraGuardError):

@@ -28,14 +28,17 @@ from fastapi.security.base import SecurityBase
 from starlette.requests import HTTPConnection
 
 from entra_guard.authorization import Requirement
+from entra_guard.client.on_behalf_of import OnBehalfOfAuth, OnBehalfOfClient
 from entra_guard.config import EntraConfig
 from entra_guard.errors import MissingToken
 from entra_guard.middleware import STATE_KEY
 from entra_guard.principal import EntraPrincipal
+from entra_guard.starlette import on_behalf_of_auth
 
 __all__ = [
     "SCHEME_NAME",
     "EntraSecurity",
+    "OnBehalfOf",
     "Principal",
     "bearer_scheme",
     "get_principal",
@@ -122,6 +125,31 @@ def require_scope_or_role(
 ) -> EntraSecurity:  # fmt: skip
     """Microsoft's "scope or app permission": a user's app shows the scopes, a daemon the roles."""
     return EntraSecurity(Requirement.of(scopes=scopes, roles=roles, any_of=any_of))
+
+
+class OnBehalfOf:
+    """A dependency yielding an ``httpx.Auth`` that calls a downstream API as the caller.
+
+    ``auth: Annotated[httpx.Auth, Depends(OnBehalfOf("https://graph.microsoft.com/User.Read"))]``;
+    then ``httpx.AsyncClient(auth=auth).get(...)`` sends an on-behalf-of token for ``scopes``,
+    cached per caller's token and scope. ``client`` defaults to ``app.state.entra_on_behalf_of``
+    (an ``OnBehalfOfClient`` set at start-up). Errors as
+    :func:`entra_guard.starlette.on_behalf_of_auth`.
+    """
+
+    def __init__(self, *scopes: str, client: OnBehalfOfClient | None = None) -> None:
+        if not scopes:
+            raise ValueError(
+                "OnBehalfOf needs the downstream scopes, such as 'api://orders/.default'"
+            )
+        self.scopes = scopes
+        self.client = client
+
+    async def __call__(self, request: HTTPConnection) -> OnBehalfOfAuth:
+        return on_behalf_of_auth(request, self.scopes, client=self.client)
+
+    def __repr__(self) -> str:
+        return f"OnBehalfOf{self.scopes!r}"
 
 
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)

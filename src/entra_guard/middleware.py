@@ -31,7 +31,7 @@ from starlette.authentication import AuthCredentials, UnauthenticatedUser
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from entra_guard.bearer import bearer_token, error_response
+from entra_guard.bearer import INCOMING_TOKEN, IncomingToken, bearer_token, error_response
 from entra_guard.config import EntraConfig
 from entra_guard.errors import EntraGuardError, InvalidToken, KeysUnavailable, MissingToken
 from entra_guard.principal import EntraPrincipal
@@ -183,6 +183,7 @@ class EntraAuthMiddleware:
             # Starlette's @requires checks these names: roles and scopes alike.
             scope["auth"] = AuthCredentials(principal.permissions)
             scope["user"] = principal
+            scope[INCOMING_TOKEN] = IncomingToken(token or "")  # for on-behalf-of only
         if self._on_outcome is not None:
             reason = "anonymous" if principal is None else "authenticated"
             await _report(self._on_outcome, scope, 200, reason, principal)

@@ -1,4 +1,4 @@
-"""A decorator for plain Starlette endpoints that demand roles or scopes.
+"""Decorators for plain Starlette endpoints that demand roles or scopes, and on-behalf-of calls.
 
 Starlette's own ``@requires`` works too (the middleware fills ``request.auth`` with the roles and
 scopes), but answers a plain 403; this one raises ``InsufficientPermissions``, which the
@@ -16,11 +16,24 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
 from entra_guard.authorization import Requirement
+from entra_guard.bearer import INCOMING_TOKEN, IncomingToken
+from entra_guard.client.challenges import CAE_CAPABILITY
+from entra_guard.client.on_behalf_of import OnBehalfOfAuth, OnBehalfOfClient
 from entra_guard.errors import MissingToken
 from entra_guard.middleware import STATE_KEY
 from entra_guard.principal import EntraPrincipal
 
-__all__ = ["principal_of", "require_roles", "require_scope_or_role", "require_scopes"]
+__all__ = [
+    "ON_BEHALF_OF_CLIENT",
+    "on_behalf_of_auth",
+    "principal_of",
+    "require_roles",
+    "require_scope_or_role",
+    "require_scopes",
+]
+
+#: ``app.state.entra_on_behalf_of``: the app's ``OnBehalfOfClient``, set once at start-up.
+ON_BEHALF_OF_CLIENT = "entra_on_behalf_of"
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
@@ -31,6 +44,51 @@ def principal_of(connection: HTTPConnection) -> EntraPrincipal:
     if principal is None:
         raise MissingToken
     return principal
+
+
+def on_behalf_of_auth(
+    connection: HTTPConnection,
+    scopes: str | Iterable[str],
+    *,
+    client: OnBehalfOfClient | None = None,
+) -> OnBehalfOfAuth:
+    """An ``httpx.Auth`` calling a downstream API for ``scopes`` as the request's caller.
+
+    The caller's token is the one ``EntraAuthMiddleware`` validated for this request (kept in
+    the ASGI scope, never in the principal). ``client`` defaults to
+    ``app.state.entra_on_behalf_of`` (:data:`ON_BEHALF_OF_CLIENT`). When the caller's token
+    says its app handles claims challenges (``xms_cc`` holds ``cp1``), the request declares
+    that capability too, so the downstream token is CAE-enabled and a challenge the downstream
+    API raises reaches the caller's app (Microsoft: resources send claims challenges only to
+    clients that declared ``cp1``).
+
+    Raises ``MissingToken`` (401) when the request carried no token (optional mode),
+    ``RuntimeError`` when no middleware ran or no client is configured. Nothing is requested
+    until the auth is first used; then ``ClaimsChallenge`` (401 ``insufficient_claims``, answered
+    by the middleware) or ``TokenRequestError`` may follow.
+    """
+    principal = principal_of(connection)
+    incoming = connection.scope.get(INCOMING_TOKEN)
+    if not isinstance(incoming, IncomingToken):
+        raise RuntimeError("no validated token on this request: add EntraAuthMiddleware")
+    if client is None:
+        client = getattr(connection.app.state, ON_BEHALF_OF_CLIENT, None)
+        if not isinstance(client, OnBehalfOfClient):
+            raise RuntimeError(
+                f"no on-behalf-of client: set app.state.{ON_BEHALF_OF_CLIENT} = "
+                "OnBehalfOfClient(ConfidentialClient(...)) at start-up, or pass client="
+            )
+    names = scopes if isinstance(scopes, str) else list(scopes)
+    return client.auth(incoming.value, names, capabilities=_capabilities(principal))
+
+
+def _capabilities(principal: EntraPrincipal) -> tuple[str, ...]:
+    """``("cp1",)`` when the caller's app declared it can handle claims challenges (``xms_cc``)."""
+    declared = principal.claims.get("xms_cc")
+    values = declared if isinstance(declared, list) else [declared]
+    if any(isinstance(v, str) and v.lower() == CAE_CAPABILITY for v in values):
+        return (CAE_CAPABILITY,)
+    return ()
 
 
 def require_roles(*roles: str, any_of: bool = False) -> Callable[[Endpoint], Endpoint]:

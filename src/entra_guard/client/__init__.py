@@ -1,4 +1,4 @@
-"""Acquiring app-only tokens from Entra ID with the client-credentials grant.
+"""Acquiring tokens from Entra ID: app-only (client credentials) and as a user (on-behalf-of).
 
 For daemons and services that call APIs as themselves::
 
@@ -10,6 +10,11 @@ For daemons and services that call APIs as themselves::
     token = await client.acquire_token("api://orders/.default")
     httpx.AsyncClient(auth=client.auth("api://orders/.default"))  # or let httpx do it
 
+For an API calling another API as the user who called it (the on-behalf-of grant)::
+
+    obo = OnBehalfOfClient(client)  # client: this API's own ConfidentialClient
+    httpx.AsyncClient(auth=obo.auth(incoming_token, "https://graph.microsoft.com/User.Read"))
+
 The modules, each with one job::
 
     credentials   ClientSecret, ClientCertificate: the proof a request carries
@@ -18,6 +23,8 @@ The modules, each with one job::
     confidential  ConfidentialClient: cache, one request per scope, stale-token fallback
     auth          EntraClientAuth: the httpx.Auth flow (renew once on 401)
     errors        TokenRequestError, the one exception a failed request raises
+    on_behalf_of  OnBehalfOfClient, OnBehalfOfAuth: tokens for another API as the calling user
+    challenges    reading a downstream API's claims challenge
 
 Secrets, assertions and tokens never appear in a repr, a str, a log line or an exception;
 logs name a token by its fingerprint (the first 8 hex digits of its SHA-256) at most.
@@ -27,6 +34,7 @@ from entra_guard.client.auth import EntraClientAuth
 from entra_guard.client.confidential import ConfidentialClient
 from entra_guard.client.credentials import ClientCertificate, ClientSecret
 from entra_guard.client.errors import TokenRequestError
+from entra_guard.client.on_behalf_of import OnBehalfOfAuth, OnBehalfOfClient
 from entra_guard.client.tokens import AccessToken
 
 __all__ = [
@@ -35,5 +43,7 @@ __all__ = [
     "ClientSecret",
     "ConfidentialClient",
     "EntraClientAuth",
+    "OnBehalfOfAuth",
+    "OnBehalfOfClient",
     "TokenRequestError",
 ]

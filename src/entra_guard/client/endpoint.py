@@ -20,7 +20,7 @@ from entra_guard.client.retry import RetryPolicy
 from entra_guard.client.tokens import CacheEntry, read_token_response
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from entra_guard.client.credentials import ClientCredential
 
@@ -65,21 +65,31 @@ class TokenEndpoint:
 
     # -- one request, the shared part ---------------------------------------------------------
 
-    def _form(self, scope: str) -> dict[str, str]:
+    def _form(self, scope: str, grant: Mapping[str, str] | None) -> dict[str, str]:
         fields = self._credential.form_fields(client_id=self._client_id, token_endpoint=self.url)
         return {
             "grant_type": "client_credentials",
+            **(grant or {}),
             "client_id": self._client_id,
             "scope": scope,
             **fields,
         }
 
-    def _outcome(self, response: httpx.Response, scope: str) -> CacheEntry | TokenRequestError:
+    def _outcome(
+        self, response: httpx.Response, scope: str, grant: Mapping[str, str] | None
+    ) -> CacheEntry | TokenRequestError:
         if response.status_code != httpx.codes.OK:
-            return error_from_response(response, self._credential.redact)
+            return error_from_response(response, self._redactor(grant))
         return read_token_response(
             response, scope=scope, now=self._clock(), renew_before=self._renew_before
         )
+
+    def _redactor(self, grant: Mapping[str, str] | None) -> Callable[[str], str]:
+        """Blank out the secret and, for an on-behalf-of grant, the user's token as well."""
+        assertion = (grant or {}).get("assertion")
+        if not assertion:
+            return self._credential.redact
+        return lambda text: self._credential.redact(text).replace(assertion, "[redacted]")
 
     def _next_delay(self, retries_done: int, error: TokenRequestError, scope: str) -> float:
         delay = self._retry.delay(retries_done, error)
@@ -97,19 +107,23 @@ class TokenEndpoint:
 
     # -- sync ---------------------------------------------------------------------------------
 
-    def fetch_sync(self, scope: str) -> CacheEntry:
-        """A new token for ``scope``, or ``TokenRequestError`` once retries are spent."""
+    def fetch_sync(self, scope: str, *, grant: Mapping[str, str] | None = None) -> CacheEntry:
+        """A new token for ``scope``, or ``TokenRequestError`` once retries are spent.
+
+        ``grant`` replaces ``grant_type=client_credentials`` by another grant's fields (the
+        on-behalf-of grant's ``grant_type``, ``assertion`` and ``requested_token_use``).
+        """
         client = self._sync_client()
         retries_done = 0
         while True:
             try:
                 response = client.post(
-                    self.url, data=self._form(scope), headers=_HEADERS, timeout=self._timeout
+                    self.url, data=self._form(scope, grant), headers=_HEADERS, timeout=self._timeout
                 )
             except httpx.HTTPError as exc:
                 outcome: CacheEntry | TokenRequestError = error_from_exception(exc)
             else:
-                outcome = self._outcome(response, scope)
+                outcome = self._outcome(response, scope, grant)
             if isinstance(outcome, CacheEntry):
                 return outcome
             time.sleep(self._next_delay(retries_done, outcome, scope))
@@ -126,19 +140,21 @@ class TokenEndpoint:
 
     # -- async --------------------------------------------------------------------------------
 
-    async def fetch_async(self, scope: str) -> CacheEntry:
+    async def fetch_async(
+        self, scope: str, *, grant: Mapping[str, str] | None = None
+    ) -> CacheEntry:
         """The async twin of :meth:`fetch_sync`."""
         client = self._async_client()
         retries_done = 0
         while True:
             try:
                 response = await client.post(
-                    self.url, data=self._form(scope), headers=_HEADERS, timeout=self._timeout
+                    self.url, data=self._form(scope, grant), headers=_HEADERS, timeout=self._timeout
                 )
             except httpx.HTTPError as exc:
                 outcome: CacheEntry | TokenRequestError = error_from_exception(exc)
             else:
-                outcome = self._outcome(response, scope)
+                outcome = self._outcome(response, scope, grant)
             if isinstance(outcome, CacheEntry):
                 return outcome
             await asyncio.sleep(self._next_delay(retries_done, outcome, scope))

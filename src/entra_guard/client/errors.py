@@ -16,11 +16,19 @@ from typing import Any
 
 import httpx
 
-__all__ = ["TRANSIENT_STATUSES", "TokenRequestError", "error_from_exception", "error_from_response"]
+__all__ = [
+    "MAX_CLAIMS_LENGTH",
+    "TRANSIENT_STATUSES",
+    "TokenRequestError",
+    "error_from_exception",
+    "error_from_response",
+]
 
 #: Statuses worth retrying: throttling and the server's own passing troubles.
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 _MAX_DESCRIPTION = 2000
+#: The longest claims challenge kept; a real one is a few hundred bytes.
+MAX_CLAIMS_LENGTH = 8192
 _Redact = Callable[[str], str]
 
 
@@ -43,6 +51,8 @@ class TokenRequestError(Exception):
         correlation_id: str | None = None,
         transient: bool = False,
         retry_after: float | None = None,
+        suberror: str | None = None,
+        claims: str | None = None,
     ) -> None:
         self.error = error
         self.description = description
@@ -53,6 +63,11 @@ class TokenRequestError(Exception):
         self.transient = transient
         #: Seconds the server asked us to wait (``Retry-After``), if it did.
         self.retry_after = retry_after
+        #: Entra's ``suberror`` (``consent_required``, ``bad_token``, ...), if it sent one.
+        self.suberror = suberror
+        #: A claims challenge (a JSON claims request, as Entra sent it) that conditional access
+        #: or CAE attached to an ``interaction_required``/``invalid_grant`` answer, if any.
+        self.claims = claims
         super().__init__(self._summary())
 
     @property
@@ -97,6 +112,8 @@ def error_from_response(response: httpx.Response, redact: _Redact) -> TokenReque
         correlation_id=_string(body.get("correlation_id")),
         transient=status in TRANSIENT_STATUSES,
         retry_after=parse_retry_after(response.headers.get("retry-after")),
+        suberror=_string(body.get("suberror")),
+        claims=_claims(body.get("claims")),
     )
 
 
@@ -143,6 +160,17 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def _claims(value: object) -> str | None:
+    """Entra's ``claims`` member: a JSON object written as a string; anything else is dropped."""
+    if not isinstance(value, str) or not value or len(value) > MAX_CLAIMS_LENGTH:
+        return None
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return None
+    return value if isinstance(parsed, dict) else None
 
 
 def _string(value: object) -> str | None:
