@@ -1,11 +1,11 @@
 """On-behalf-of: the client, its cache, the route helpers and claims challenges, over loopback.
 
-Two kinds of token endpoint serve these tests. Where the emulator's own on-behalf-of grant is
-needed (the end-to-end shapes), the tests use it and are marked xfail until that grant is
-merged (branch i11-graph). Everything else runs now against ``StubEntra``, a tiny Starlette app
-on loopback under uvicorn that speaks the grant's contract (form fields in, Entra's token
-response or error body out): a stand-in for the part of the emulator that does not exist yet,
-not a mock of the code under test, which talks to it over real HTTP.
+Two kinds of token endpoint serve these tests. The end-to-end shapes use the emulator's own
+on-behalf-of grant. The client's finer points (cache keys, bounds, renewal, sharing one
+request, refusals) run against ``StubEntra``, a tiny Starlette app on loopback under uvicorn that
+speaks the grant's contract (form fields in, Entra's token response or error body out) and
+records every form it gets: not a mock of the code under test, which talks to it over real
+HTTP.
 """
 
 from __future__ import annotations
@@ -63,9 +63,6 @@ CLAIMS = '{"access_token":{"nbf":{"essential":true,"value":"1604106651"}}}'
 ENCODED = base64.b64encode(CLAIMS.encode()).decode()
 #: The one line a route needs (module level: FastAPI resolves string annotations in globals).
 GraphAsUser = Annotated[httpx.Auth, Depends(OnBehalfOf(GRAPH))]
-NEEDS_GRANT = pytest.mark.xfail(
-    reason="needs the emulator's on-behalf-of grant (i11-graph)", strict=False
-)
 
 
 class StubEntra:
@@ -521,7 +518,7 @@ def test_no_token_or_secret_reaches_a_log_or_a_repr(
     assert "[redacted]" in caught.value.description
 
 
-# -- against the emulator's own on-behalf-of grant (xfail until i11-graph is merged) -----------
+# -- against the emulator's own on-behalf-of grant ------------------------------------------
 
 
 @dataclass
@@ -531,10 +528,11 @@ class Tier:
     middle_id: str
     middle_secret: str
     user_token: str
+    backend_id: str
 
 
 def middle_tier(idp: EntraEmulator) -> Tier:
-    idp.register_api(app_id_uri="api://backend", scopes=["Data.Read"])
+    backend = idp.register_api(app_id_uri="api://backend", scopes=["Data.Read"])
     middle = idp.register_api(app_id_uri="api://middle", scopes=["access_as_user"])
     app = idp.register_client(
         name="middle",
@@ -549,7 +547,7 @@ def middle_tier(idp: EntraEmulator) -> Tier:
         scopes=["access_as_user"],
         claims={"oid": user.object_id, "preferred_username": user.upn},
     )
-    return Tier(middle.client_id, app.secret, token)
+    return Tier(middle.client_id, app.secret, token, backend.client_id)
 
 
 def emulator_client(idp: EntraEmulator, tier: Tier) -> OnBehalfOfClient:
@@ -564,10 +562,9 @@ def emulator_client(idp: EntraEmulator, tier: Tier) -> OnBehalfOfClient:
     )
 
 
-@NEEDS_GRANT
 def test_the_emulator_issues_an_on_behalf_of_token_for_graph() -> None:
     with EntraEmulator() as emulator:
-        idp: Any = emulator  # graph_url arrives with the emulator's grant
+        idp = emulator
         tier = middle_tier(idp)
         obo = emulator_client(idp, tier)
         with obo.client:
@@ -580,10 +577,9 @@ def test_the_emulator_issues_an_on_behalf_of_token_for_graph() -> None:
                 assert idp.token_request_count() == before  # within the token's life: cached
 
 
-@NEEDS_GRANT
 def test_the_emulators_claims_challenge_reaches_the_caller() -> None:
     with EntraEmulator() as emulator:
-        idp: Any = emulator  # next_obo_claims_challenge arrives with the emulator's grant
+        idp = emulator
         tier = middle_tier(idp)
         obo = emulator_client(idp, tier)
         idp.next_obo_claims_challenge(claims=CLAIMS)
@@ -592,13 +588,13 @@ def test_the_emulators_claims_challenge_reaches_the_caller() -> None:
         assert json.loads(caught.value.claims) == json.loads(CLAIMS)
 
 
-@NEEDS_GRANT
 def test_two_apis_one_calling_the_other_as_the_user_under_uvicorn() -> None:
     """The issue's end-to-end shape: both APIs behind the middleware, served by uvicorn."""
     with EntraEmulator() as emulator:
-        idp: Any = emulator  # next_obo_claims_challenge arrives with the emulator's grant
+        idp = emulator
         tier = middle_tier(idp)
-        backend_config = idp.config(audiences=["api://backend"])
+        # v2 tokens carry the backend's client id as their audience
+        backend_config = idp.config(audiences=[tier.backend_id, "api://backend"])
 
         async def data(request: Request) -> Response:
             principal = principal_of(request)
