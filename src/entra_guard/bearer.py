@@ -16,7 +16,7 @@ from entra_guard.errors import (
     EntraGuardError,
     InsufficientPermissions,
     InvalidRequest,
-    KeysUnavailable,
+    ServiceUnavailable,
 )
 
 __all__ = ["bearer_token", "error_response"]
@@ -97,7 +97,7 @@ def error_response(
         (b"content-length", str(len(body)).encode()),
         (b"cache-control", b"no-store"),
     ]
-    if isinstance(exc, KeysUnavailable):
+    if isinstance(exc, ServiceUnavailable):
         headers.append((b"retry-after", str(exc.retry_after).encode()))
     else:
         value = challenge(exc, resource_metadata=resource_metadata)
@@ -124,7 +124,7 @@ def challenge(exc: EntraGuardError, *, resource_metadata: str | None = None) -> 
 
 
 def _body_error(exc: EntraGuardError) -> str:
-    return "temporarily_unavailable" if isinstance(exc, KeysUnavailable) else exc.reason
+    return "temporarily_unavailable" if isinstance(exc, ServiceUnavailable) else exc.reason
 
 
 def _quoted(text: str) -> str:

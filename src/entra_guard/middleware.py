@@ -9,11 +9,11 @@ the app; the middleware answers those too, so every failure has the same shape.
 Three things it deliberately lets through without a token: excluded paths, matched against the
 path the app routes on (``path`` without ``root_path``, as Starlette's router does, so an app
 served under a prefix keeps its health checks public); CORS preflights, which browsers send
-without credentials (Fetch standard, "CORS-preflight request"); and, with ``optional=True``,
-requests without credentials. With ``resource_metadata=``, it answers the RFC 9728 document
-itself (HTTP only, before any exclusion, no token looked at) and names it in its 401 challenges.
-It refuses to run inside another ``EntraAuthMiddleware``: the token would be validated twice and
-the inner one's options would silently do nothing.
+without credentials (Fetch standard, "CORS-preflight request"); and, with ``optional=True``
+or on the ``optional_paths``, requests without credentials. With ``resource_metadata=``, it
+answers the RFC 9728 document itself (HTTP only, before any exclusion, no token looked at) and
+names it in its 401 challenges. It refuses to run inside another ``EntraAuthMiddleware``: the
+token would be validated twice and the inner one's options would silently do nothing.
 """
 
 from __future__ import annotations
@@ -78,6 +78,10 @@ class EntraAuthMiddleware:
     ``root_path`` a server or mount adds (``uvicorn --root-path /api``: exclude ``/health``, and
     ``/api/health`` is public). With ``optional=True``, requests without credentials pass with no
     principal and routes decide; a token that is present must still be valid.
+    ``optional_paths`` (exact paths, as ``exclude_paths``) does the same for those paths only,
+    while the rest of the app keeps requiring a token: a route that serves anonymous and
+    signed-in callers alike (read the caller with ``OptionalPrincipal`` or
+    ``optional_principal_of``).
 
     A CORS preflight (``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``, which
     browsers send without credentials) passes without a principal.
@@ -100,6 +104,7 @@ class EntraAuthMiddleware:
         exclude_paths: Collection[str] = (),
         exclude_prefixes: Collection[str] = (),
         optional: bool = False,
+        optional_paths: Collection[str] = (),
         accept_query_token: bool = False,
         prefetch_keys: bool = True,
         on_outcome: OutcomeHook | None = None,
@@ -111,7 +116,7 @@ class EntraAuthMiddleware:
         if validator is None:
             assert config is not None  # checked just above; for the type checker
             validator = TokenValidator(config)
-        for path in (*exclude_paths, *exclude_prefixes):
+        for path in (*exclude_paths, *exclude_prefixes, *optional_paths):
             if not isinstance(path, str) or not path.startswith("/"):
                 raise ValueError(f"excluded paths must start with '/', got {path!r}")
         self.app = app
@@ -119,6 +124,7 @@ class EntraAuthMiddleware:
         self._exclude_paths = frozenset(exclude_paths)
         self._exclude_prefixes = tuple(exclude_prefixes)
         self._optional = optional
+        self._optional_paths = frozenset(optional_paths)
         self._accept_query_token = accept_query_token
         self._prefetch_keys = prefetch_keys
         self._on_outcome = on_outcome
@@ -156,7 +162,9 @@ class EntraAuthMiddleware:
         try:
             token = bearer_token(scope, accept_query_token=self._accept_query_token)
             if token is None:
-                if not (self._optional or _is_cors_preflight(scope)):
+                if not (
+                    self._optional or path in self._optional_paths or _is_cors_preflight(scope)
+                ):
                     raise MissingToken
                 principal = None
             else:

@@ -1,4 +1,4 @@
-"""A decorator for plain Starlette endpoints that demand roles or scopes.
+"""Decorators for plain Starlette endpoints that demand roles, scopes or groups.
 
 Starlette's own ``@requires`` works too (the middleware fills ``request.auth`` with the roles and
 scopes), but answers a plain 403; this one raises ``InsufficientPermissions``, which the
@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
-from entra_guard.authorization import Requirement
+from entra_guard.authorization import GroupRequirement, GroupResolver, Requirement
 from entra_guard.errors import MissingToken
 from entra_guard.middleware import STATE_KEY
 from entra_guard.principal import EntraPrincipal
 
-__all__ = ["principal_of", "require_roles", "require_scope_or_role", "require_scopes"]
+__all__ = [
+    "optional_principal_of",
+    "principal_of",
+    "require_groups",
+    "require_roles",
+    "require_scope_or_role",
+    "require_scopes",
+]
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
@@ -31,6 +38,30 @@ def principal_of(connection: HTTPConnection) -> EntraPrincipal:
     if principal is None:
         raise MissingToken
     return principal
+
+
+def optional_principal_of(connection: HTTPConnection) -> EntraPrincipal | None:
+    """The validated caller, or ``None`` for a request without a token on a path of the
+    middleware's ``optional_paths``; ``RuntimeError`` where no middleware looked at the request
+    (an excluded path), since "no principal" would then be a guess."""
+    state = connection.scope.get("state") or {}
+    if STATE_KEY not in state:
+        raise RuntimeError(
+            "no Entra principal on this request: add EntraAuthMiddleware to the app and list "
+            "this route in its optional_paths, not in exclude_paths"
+        )
+    principal: EntraPrincipal | None = state[STATE_KEY]
+    return principal
+
+
+def require_groups(
+    *groups: str,
+    any_of: bool = False,
+    resolver: GroupResolver | Callable[[EntraPrincipal], Awaitable[frozenset[str]]] | None = None,
+) -> Callable[[Endpoint], Endpoint]:
+    """Demand group membership (object ids): all of them, or one with ``any_of``; an overage
+    user is looked up with ``resolver`` or refused with 403 ``groups_overage``."""
+    return _decorator(GroupRequirement.of(groups, any_of=any_of, resolver=resolver))
 
 
 def require_roles(*roles: str, any_of: bool = False) -> Callable[[Endpoint], Endpoint]:
@@ -50,7 +81,7 @@ def require_scope_or_role(
     return _decorator(Requirement.of(scopes=scopes, roles=roles, any_of=any_of))
 
 
-def _decorator(requirement: Requirement) -> Callable[[Endpoint], Endpoint]:
+def _decorator(requirement: Requirement | GroupRequirement) -> Callable[[Endpoint], Endpoint]:
     def decorate(endpoint: Endpoint) -> Endpoint:
         is_async = inspect.iscoroutinefunction(endpoint)
 
@@ -61,7 +92,10 @@ def _decorator(requirement: Requirement) -> Callable[[Endpoint], Endpoint]:
             )
             if connection is None:
                 raise TypeError(f"{endpoint.__name__} takes no Request or WebSocket to check")
-            requirement.check(principal_of(connection))
+            if isinstance(requirement, GroupRequirement):
+                await requirement.check(principal_of(connection))
+            else:
+                requirement.check(principal_of(connection))
             if is_async:
                 return await endpoint(*args, **kwargs)
             return await run_in_threadpool(endpoint, *args, **kwargs)
