@@ -40,7 +40,8 @@ logger = logging.getLogger("entra_guard.validation")
 class TokenValidator:
     """Validates Entra ID access tokens for one API. Create once and share; it is async-safe.
 
-    ``clock`` gives wall-clock seconds for the lifetime checks; ``validate(now=...)`` overrides
+    ``clock`` gives wall-clock seconds for the lifetime checks and the age of remembered tenant
+    decisions; ``validate(now=...)`` overrides
     it per call, so tests never need to freeze global time.
     """
 
@@ -70,9 +71,8 @@ class TokenValidator:
         self._headers: dict[str, _Header] = {}
         self._tenant_decisions: AsyncTTLCache[str, bool] | None = None
         if config.tenant_allowed is not None:
-            # The monotonic clock: a TTL must not jump with the wall clock (or an injected one).
             self._tenant_decisions = AsyncTTLCache(
-                ttl=config.tenant_decision_ttl, maxsize=_MAX_TENANT_DECISIONS
+                ttl=config.tenant_decision_ttl, maxsize=_MAX_TENANT_DECISIONS, clock=clock
             )
 
     async def validate(self, token: str | bytes, *, now: float | None = None) -> EntraPrincipal:
