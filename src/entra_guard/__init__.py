@@ -9,6 +9,7 @@ from entra_guard.errors import (
     InvalidToken,
     KeysUnavailable,
     MissingToken,
+    ServiceUnavailable,
 )
 from entra_guard.middleware import AuthOutcome, EntraAuthMiddleware
 from entra_guard.principal import EntraPrincipal
@@ -28,5 +29,6 @@ __all__ = [
     "KeysUnavailable",
     "MissingToken",
     "ProtectedResource",
+    "ServiceUnavailable",
     "TokenValidator",
 ]

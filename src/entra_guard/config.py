@@ -395,6 +395,7 @@ class EntraConfig:
                     "last_known_good_lifetime", DEFAULT_LAST_KNOWN_GOOD_LIFETIME
                 ),
                 fetch_timeout=number("fetch_timeout", DEFAULT_FETCH_TIMEOUT),
+                tenant_decision_ttl=number("tenant_decision_ttl", DEFAULT_TENANT_DECISION_TTL),
                 ca_bundle=get("ca_bundle"),
             )
         except _FieldError as exc:
@@ -423,6 +424,7 @@ ENV_VARIABLES: Mapping[str, str] = {
     "fetch_timeout": "ENTRA_FETCH_TIMEOUT_SECONDS",
     "max_document_bytes": "ENTRA_MAX_DOCUMENT_BYTES",
     "ca_bundle": "ENTRA_CA_BUNDLE",
+    "tenant_decision_ttl": "ENTRA_TENANT_DECISION_TTL_SECONDS",
 }
 
 
