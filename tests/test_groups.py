@@ -31,6 +31,8 @@ from entra_guard.authorization import GroupResolver
 from entra_guard.errors import EntraGuardError
 from entra_guard.fastapi import OptionalPrincipal, Principal, require_groups
 from entra_guard.testing import EntraEmulator
+from entra_guard.testing.registrations import ClientRegistration
+from entra_guard.testing.users import EmulatorUser
 from tests.conftest import FakeClock
 from tests.test_signin import pkce, redirected, sign_in
 
@@ -186,6 +188,27 @@ def test_overage_without_a_resolver_is_refused_with_its_own_reason(
     assert call(client, "/me", overage_token(entra_emulator)).status_code == 200
 
 
+def signed_in(idp: EntraEmulator, cli: ClientRegistration, user: EmulatorUser) -> str:
+    """A user's access token for api://orders, from a sign-in at the emulator (code + PKCE)."""
+    verifier, challenge = pkce()
+    query = {
+        "client_id": cli.client_id, "response_type": "code",
+        "redirect_uri": "http://localhost", "scope": "api://orders/Orders.Read",
+        "code_challenge": challenge, "code_challenge_method": "S256",
+    }  # fmt: skip
+    url = f"{idp.authorize_endpoint()}?{httpx.QueryParams(query)}"
+    code = redirected(sign_in(url, user.upn, user.password))["code"]
+    form = {
+        "grant_type": "authorization_code", "client_id": cli.client_id, "code": code,
+        "redirect_uri": "http://localhost", "code_verifier": verifier,
+        "scope": "api://orders/Orders.Read",
+    }  # fmt: skip
+    answer = httpx.post(idp.token_endpoint(), data=form)
+    assert answer.status_code == 200, answer.text
+    token: str = answer.json()["access_token"]
+    return token
+
+
 def test_a_user_in_more_than_200_groups_gets_the_overage_form(
     entra_emulator: EntraEmulator,
 ) -> None:
@@ -198,25 +221,6 @@ def test_a_user_in_more_than_200_groups_gets_the_overage_form(
     many = [str(uuid.uuid4()) for _ in range(201)]
     user = idp.register_user(upn="megan@contoso.test", groups=many)
     few = idp.register_user(upn="adele@contoso.test", groups=many[:200])
-
-    def token_of(login: str, password: str) -> str:
-        verifier, challenge = pkce()
-        query = {
-            "client_id": cli.client_id, "response_type": "code",
-            "redirect_uri": "http://localhost", "scope": "api://orders/Orders.Read",
-            "code_challenge": challenge, "code_challenge_method": "S256",
-        }  # fmt: skip
-        url = f"{idp.authorize_endpoint()}?{httpx.QueryParams(query)}"
-        code = redirected(sign_in(url, login, password))["code"]
-        form = {
-            "grant_type": "authorization_code", "client_id": cli.client_id, "code": code,
-            "redirect_uri": "http://localhost", "code_verifier": verifier,
-            "scope": "api://orders/Orders.Read",
-        }  # fmt: skip
-        answer = httpx.post(idp.token_endpoint(), data=form)
-        assert answer.status_code == 200, answer.text
-        token: str = answer.json()["access_token"]
-        return token
 
     async def resolve(principal: EntraPrincipal) -> frozenset[str]:
         return frozenset(many) if principal.object_id == user.object_id else frozenset()
@@ -233,7 +237,7 @@ def test_a_user_in_more_than_200_groups_gets_the_overage_form(
     config = idp.config(audiences=[api.client_id])
     app.add_middleware(EntraAuthMiddleware, config=config)
     with TestClient(app) as client:
-        over = token_of(user.upn, user.password)
+        over = signed_in(idp, cli, user)
         seen = call(client, "/claims", over).json()
         assert "groups" not in seen
         assert seen["_claim_names"] == {"groups": "src1"}
@@ -245,7 +249,7 @@ def test_a_user_in_more_than_200_groups_gets_the_overage_form(
             .startswith("The user is in more groups than fit")
         )
         assert call(client, "/resolved", over).status_code == 200
-        under = call(client, "/claims", token_of(few.upn, few.password)).json()
+        under = call(client, "/claims", signed_in(idp, cli, few)).json()
         assert len(under["groups"]) == 200
         assert "_claim_names" not in under
 
@@ -432,3 +436,41 @@ def test_tenant_allowed_config_rules(entra_emulator: EntraEmulator) -> None:
         tenant_id="organizations", allowed_tenants=[OTHER_TENANT], tenant_allowed=anyone
     )
     assert config.tenant_allowed is anyone
+
+
+def test_a_signed_in_guest_is_a_guest_and_refused_when_configured(
+    entra_emulator: EntraEmulator,
+) -> None:
+    idp = entra_emulator
+    api = idp.register_api(app_id_uri="api://orders", scopes=["Orders.Read"])
+    cli = idp.register_client(
+        name="cli", type="public", redirect_uris=["http://localhost"],
+        scopes={"api://orders": ["Orders.Read"]},
+    )  # fmt: skip
+    guest = idp.register_user(upn="megan@fabrikam.test", guest=True)
+    member = idp.register_user(upn="adele@contoso.test")
+
+    app = FastAPI()
+
+    @app.get("/me")
+    async def me(principal: Principal) -> dict[str, Any]:
+        return {"guest": principal.is_guest, "home": principal.home_tenant_id}
+
+    def serve(**config: Any) -> TestClient:
+        built = FastAPI(routes=app.routes)
+        settings = idp.config(audiences=[api.client_id], **config)
+        built.add_middleware(EntraAuthMiddleware, config=settings)
+        return TestClient(built)
+
+    guest_token, member_token = signed_in(idp, cli, guest), signed_in(idp, cli, member)
+    with serve() as client:
+        assert call(client, "/me", guest_token).json() == {
+            "guest": True,
+            "home": guest.home_tenant_id,
+        }
+        assert call(client, "/me", member_token).json() == {"guest": False, "home": idp.tenant_id}
+    with serve(allow_guests=False) as client:
+        refused = call(client, "/me", guest_token)
+        assert refused.status_code == 403
+        assert "guest" in refused.json()["error_description"]
+        assert call(client, "/me", member_token).status_code == 200

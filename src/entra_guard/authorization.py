@@ -125,16 +125,22 @@ class GroupResolver:
         key = (principal.tenant_id, principal.object_id)
         try:
             return await self._cache.get(key, lambda: self._call(principal))
-        except Exception:
-            logger.exception("resolving the groups of an overage token failed")
+        except Exception as exc:  # logged where it was raised, once per call
             raise ServiceUnavailable(
                 "groups_unavailable", "The user's group membership could not be looked up"
-            ) from None
+            ) from exc
 
     async def _call(self, principal: EntraPrincipal) -> frozenset[str]:
-        found: object = await self._resolve(principal)
-        if not isinstance(found, (set, frozenset)) or not all(isinstance(g, str) for g in found):
-            raise TypeError(f"a group resolver must return a set of group ids, got {found!r}")
+        try:
+            found: object = await self._resolve(principal)
+            if not isinstance(found, (set, frozenset)) or not all(
+                isinstance(g, str) for g in found
+            ):
+                raise TypeError(f"a group resolver must return a set of group ids, got {found!r}")
+        except Exception:
+            # Once per call, not once per request waiting on it.
+            logger.exception("resolving the groups of an overage token failed")
+            raise
         return frozenset(g.lower() for g in found)
 
     def __repr__(self) -> str:

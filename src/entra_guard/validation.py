@@ -154,14 +154,22 @@ class TokenValidator:
         assert decide is not None  # only called when configured
         assert decisions is not None
         tid = tid.lower()
+
+        async def ask() -> bool:
+            try:
+                return await decide(tid)
+            except Exception:
+                # Once per call, not once per request waiting on it.
+                logger.exception("the tenant_allowed function failed")
+                raise
+
         try:
-            answer = await decisions.get(tid, lambda: decide(tid))
-        except Exception:
-            logger.exception("the tenant_allowed function failed for a tenant")
+            answer = await decisions.get(tid, ask)
+        except Exception as exc:  # logged where it was raised, once per call
             raise ServiceUnavailable(
                 "tenant_decision_unavailable",
                 "Whether the token's tenant is allowed could not be decided now",
-            ) from None
+            ) from exc
         return answer is True
 
     def _header(self, header_b64: str) -> _Header:
