@@ -474,3 +474,15 @@ def test_a_signed_in_guest_is_a_guest_and_refused_when_configured(
         assert refused.status_code == 403
         assert "guest" in refused.json()["error_description"]
         assert call(client, "/me", member_token).status_code == 200
+
+
+def test_group_requirement_arguments() -> None:
+    with pytest.raises(ValueError, match="at least one group"):
+        require_groups()
+    with pytest.raises(ValueError, match="not a group object id"):
+        require_groups(SALES, " ")
+    with pytest.raises(ValueError, match="resolver"):
+        require_groups(SALES, resolver="graph")  # type: ignore[arg-type]
+    named = require_groups("CONTOSO\\Sales").groups  # on-premises names, if the app emits them
+    assert named is not None
+    assert named.groups == {"contoso\\sales"}

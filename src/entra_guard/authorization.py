@@ -176,7 +176,9 @@ class GroupRequirement:
         if not names:
             raise ValueError("a group requirement needs at least one group object id")
         for name in names:
-            if not isinstance(name, str) or not name.strip() or '"' in name or "\\" in name:
+            # Object ids as a rule; any non-empty string, since a registration may emit on-premises
+            # names (``DOMAIN\sAMAccountName``) instead.
+            if not isinstance(name, str) or not name.strip():
                 raise ValueError(f"groups: {name!r} is not a group object id")
         if resolver is not None and not isinstance(resolver, GroupResolver):
             if not callable(resolver):
