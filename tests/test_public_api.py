@@ -22,6 +22,7 @@ PUBLIC = [
     "KeysUnavailable",
     "MissingToken",
     "ProtectedResource",
+    "ServiceUnavailable",
     "TokenValidator",
 ]
 TESTING = ["DEFAULT_AUDIENCE", "DEFAULT_CLIENT_ID", "REMOVE", "EmulatorKey", "EntraEmulator"]
@@ -32,9 +33,9 @@ def test_public_api_is_pinned() -> None:
     assert sorted(entra_guard.__all__) == entra_guard.__all__
     public = {name for name in vars(entra_guard) if not name.startswith("_")}
     modules = {
-        "authorization", "bearer", "claims", "cli", "client", "config", "discovery", "errors",
-        "fastapi", "jwks", "middleware", "parsing", "principal", "resource_metadata", "starlette",
-        "token_cache", "validation",
+        "async_cache", "authorization", "bearer", "claims", "cli", "client", "config",
+        "discovery", "errors", "fastapi", "jwks", "middleware", "parsing", "principal",
+        "resource_metadata", "starlette", "token_cache", "validation",
     }  # fmt: skip
     assert public - modules - {"testing", "examples"} == set(PUBLIC)
 

@@ -10,6 +10,7 @@ from entra_guard.errors import (
     InvalidToken,
     KeysUnavailable,
     MissingToken,
+    ServiceUnavailable,
 )
 from entra_guard.middleware import AuthOutcome, EntraAuthMiddleware
 from entra_guard.principal import EntraPrincipal
@@ -30,5 +31,6 @@ __all__ = [
     "KeysUnavailable",
     "MissingToken",
     "ProtectedResource",
+    "ServiceUnavailable",
     "TokenValidator",
 ]

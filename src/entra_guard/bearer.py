@@ -19,7 +19,7 @@ from entra_guard.errors import (
     EntraGuardError,
     InsufficientPermissions,
     InvalidRequest,
-    KeysUnavailable,
+    ServiceUnavailable,
 )
 
 __all__ = ["INCOMING_TOKEN", "IncomingToken", "bearer_token", "error_response"]
@@ -115,7 +115,7 @@ def error_response(
         (b"content-length", str(len(body)).encode()),
         (b"cache-control", b"no-store"),
     ]
-    if isinstance(exc, KeysUnavailable):
+    if isinstance(exc, ServiceUnavailable):
         headers.append((b"retry-after", str(exc.retry_after).encode()))
     else:
         value = challenge(exc, resource_metadata=resource_metadata)
@@ -165,7 +165,7 @@ def _claims_challenge(exc: ClaimsChallenge, resource_metadata: str | None) -> st
 
 
 def _body_error(exc: EntraGuardError) -> str:
-    return "temporarily_unavailable" if isinstance(exc, KeysUnavailable) else exc.reason
+    return "temporarily_unavailable" if isinstance(exc, ServiceUnavailable) else exc.reason
 
 
 def _quoted(text: str) -> str:

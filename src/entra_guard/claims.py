@@ -47,10 +47,15 @@ def check_claims(
     key: SigningKey,
     version: TokenVersion,
     now: float,
+    tenant_decided: bool = False,
 ) -> EntraPrincipal:
-    """Check lifetime, issuer, audience, client and permissions; return the principal."""
+    """Check lifetime, issuer, audience, client and permissions; return the principal.
+
+    ``tenant_decided=True``: the app's run-time decision (``config.tenant_allowed``) has
+    allowed the token's tenant, on top of ``config.allowed_tenants``.
+    """
     check_lifetime(claims, leeway=config.leeway, now=now)
-    check_issuer(claims, config=config, keyset=keyset, key=key)
+    check_issuer(claims, config=config, keyset=keyset, key=key, tenant_decided=tenant_decided)
     check_audience(claims, config)
     if keyset.app_id is not None:
         check_app_key_audience(claims, keyset.app_id, config)
@@ -80,12 +85,17 @@ def check_client(claims: Mapping[str, Any], version: TokenVersion) -> str:
 def check_permissions(
     claims: Mapping[str, Any], *, config: EntraConfig, version: TokenVersion, client_id: str
 ) -> EntraPrincipal:
-    """The client allow-list, and a token that grants nothing; returns the principal."""
+    """The client allow-list, guests when refused, and a token that grants nothing; returns
+    the principal."""
     if config.allowed_client_ids and client_id.lower() not in config.allowed_client_ids:
         raise InsufficientPermissions(
             "client_not_allowed", "The calling application is not allowed to use this API"
         )
     principal = EntraPrincipal.from_claims(claims, version=version, client_id=client_id)
+    if not config.allow_guests and principal.is_guest:
+        raise InsufficientPermissions(
+            "guest_not_allowed", "This API does not accept guest users (users of another tenant)"
+        )
     if not principal.scopes and not principal.roles and not config.allow_tokens_without_permissions:
         raise InsufficientPermissions(
             "no_permissions",
@@ -125,7 +135,12 @@ def check_lifetime(claims: Mapping[str, Any], *, leeway: float, now: float) -> N
 
 
 def check_issuer(
-    claims: Mapping[str, Any], *, config: EntraConfig, keyset: KeySet, key: SigningKey
+    claims: Mapping[str, Any],
+    *,
+    config: EntraConfig,
+    keyset: KeySet,
+    key: SigningKey,
+    tenant_decided: bool = False,
 ) -> None:
     tid, iss = claims.get("tid"), claims.get("iss")
     if not isinstance(tid, str) or not is_guid(tid):
@@ -137,7 +152,7 @@ def check_issuer(
     expected = keyset.issuer.replace(_TENANT_PLACEHOLDER, tid)
     if iss != expected:
         raise InvalidToken("invalid_issuer", "The token's issuer is not accepted by this API")
-    if not config.accepts_tenant(tid):
+    if not (tenant_decided or config.accepts_tenant(tid)):
         raise InvalidToken("tenant_not_allowed", "The token's tenant is not allowed by this API")
     # v2 keys name the issuer they sign for: a tenant's token must not verify with a key that
     # belongs to another issuer (personal-account keys, for instance).

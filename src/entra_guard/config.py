@@ -13,7 +13,7 @@ import math
 import os
 import re
 import ssl
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
@@ -51,6 +51,10 @@ DEFAULT_MAX_DOCUMENT_BYTES = 512 * 1024
 # Real tokens with 200 group ids reach about 12 KB; uvicorn refuses larger headers anyway.
 DEFAULT_MAX_TOKEN_BYTES = 16 * 1024
 DEFAULT_TOKEN_CACHE_SIZE = 10_000
+DEFAULT_TENANT_DECISION_TTL = 60.0
+
+#: ``async def tenant_allowed(tid: str) -> bool``: the application's run-time tenant decision.
+TenantDecision: TypeAlias = Callable[[str], Awaitable[bool]]
 
 
 def is_guid(value: str) -> bool:
@@ -121,6 +125,19 @@ class EntraConfig:
     allowed_tenants: Sequence[str] = ()
     #: Multi-tenant only: accept every tenant in the world. Off unless asked for by name.
     allow_any_tenant: bool = False
+    #: Multi-tenant only: an async function deciding at run time whether a tenant (its GUID,
+    #: lower-case) not in ``allowed_tenants`` is allowed, for SaaS APIs that add customer
+    #: tenants without a restart. Asked only once a token's signature verified; its answers
+    #: are remembered ``tenant_decision_ttl`` seconds (at most 10,000 tenants) and concurrent
+    #: first requests share one call. When it raises, the request gets 503
+    #: ``tenant_decision_unavailable``, never a 401 blaming the token.
+    tenant_allowed: TenantDecision | None = None
+    #: How long an answer of ``tenant_allowed`` (yes or no) is remembered, in seconds.
+    tenant_decision_ttl: float = DEFAULT_TENANT_DECISION_TTL
+    #: Accept users homed in another tenant or identity provider (B2B guests, see
+    #: ``EntraPrincipal.is_guest``). On by default, as Entra lets guests sign in; ``False``
+    #: refuses their tokens with 403 ``guest_not_allowed`` on every route.
+    allow_guests: bool = True
     #: Calling applications (``appid`` / ``azp``) allowed; empty means any.
     allowed_client_ids: Sequence[str] = ()
     #: Accept tokens that carry neither ``scp`` nor ``roles``. Any app in a tenant can get such
@@ -189,18 +206,32 @@ class EntraConfig:
             setattr_(self, "allowed_tenants", allowed_tenants)
         with _checking("allowed_tenants", "allow_any_tenant"):
             if self.is_multi_tenant:
-                if allowed_tenants and self.allow_any_tenant:
-                    raise ValueError("give allowed_tenants or allow_any_tenant=True, not both")
-                if not allowed_tenants and not self.allow_any_tenant:
+                decided = self.tenant_allowed is not None
+                if (allowed_tenants or decided) and self.allow_any_tenant:
+                    raise ValueError(
+                        "give allowed_tenants and/or tenant_allowed, or allow_any_tenant=True, "
+                        "not both"
+                    )
+                if not allowed_tenants and not decided and not self.allow_any_tenant:
                     raise ValueError(
                         f"tenant_id={tenant!r} accepts tokens from other tenants: list them in "
-                        "allowed_tenants, or set allow_any_tenant=True to accept every tenant"
+                        "allowed_tenants, decide at run time with tenant_allowed, or set "
+                        "allow_any_tenant=True to accept every tenant"
                     )
-            elif allowed_tenants or self.allow_any_tenant:
+            elif allowed_tenants or self.allow_any_tenant or self.tenant_allowed is not None:
                 raise ValueError(
-                    "allowed_tenants and allow_any_tenant apply only to tenant_id "
-                    f"'organizations' or 'common', not to {tenant!r}"
+                    "allowed_tenants, tenant_allowed and allow_any_tenant apply only to "
+                    f"tenant_id 'organizations' or 'common', not to {tenant!r}"
                 )
+        with _checking("tenant_allowed"):
+            if self.tenant_allowed is not None and not callable(self.tenant_allowed):
+                raise ValueError(
+                    f"tenant_allowed must be an async function of a tenant id, got "
+                    f"{self.tenant_allowed!r}"
+                )
+        with _checking("allow_guests"):
+            if not isinstance(self.allow_guests, bool):
+                raise ValueError(f"allow_guests must be True or False, got {self.allow_guests!r}")
 
         with _checking("allowed_client_ids"):
             client_ids = _guids("allowed_client_ids", self.allowed_client_ids)
@@ -247,6 +278,7 @@ class EntraConfig:
             "last_known_good_lifetime", self.last_known_good_lifetime, low=self.refresh_interval
         )
         _check_number("fetch_timeout", self.fetch_timeout, low=0.05, high=120.0)
+        _check_number("tenant_decision_ttl", self.tenant_decision_ttl, low=1.0, high=86400.0)
         _check_number("max_document_bytes", self.max_document_bytes, low=1024)
 
         with _checking("ca_bundle"):
@@ -301,10 +333,10 @@ class EntraConfig:
             value = get(name)
             return tuple(p.strip() for p in value.split(",") if p.strip()) if value else ()
 
-        def flag(name: str) -> bool:
+        def flag(name: str, default: bool = False) -> bool:
             value = get(name)
             if value is None:
-                return False
+                return default
             if value.lower() in {"1", "true", "yes", "on"}:
                 return True
             if value.lower() in {"0", "false", "no", "off"}:
@@ -348,6 +380,7 @@ class EntraConfig:
                 instance=get("instance") or DEFAULT_INSTANCE,
                 allowed_tenants=listed("allowed_tenants"),
                 allow_any_tenant=flag("allow_any_tenant"),
+                allow_guests=flag("allow_guests", default=True),
                 allowed_client_ids=listed("allowed_client_ids"),
                 allow_tokens_without_permissions=flag("allow_tokens_without_permissions"),
                 token_versions=listed("token_versions") or ("1.0", "2.0"),  # type: ignore[arg-type]
@@ -362,6 +395,7 @@ class EntraConfig:
                     "last_known_good_lifetime", DEFAULT_LAST_KNOWN_GOOD_LIFETIME
                 ),
                 fetch_timeout=number("fetch_timeout", DEFAULT_FETCH_TIMEOUT),
+                tenant_decision_ttl=number("tenant_decision_ttl", DEFAULT_TENANT_DECISION_TTL),
                 ca_bundle=get("ca_bundle"),
             )
         except _FieldError as exc:
@@ -376,6 +410,7 @@ ENV_VARIABLES: Mapping[str, str] = {
     "instance": "ENTRA_INSTANCE",
     "allowed_tenants": "ENTRA_ALLOWED_TENANTS",
     "allow_any_tenant": "ENTRA_ALLOW_ANY_TENANT",
+    "allow_guests": "ENTRA_ALLOW_GUESTS",
     "allowed_client_ids": "ENTRA_ALLOWED_CLIENT_IDS",
     "allow_tokens_without_permissions": "ENTRA_ALLOW_TOKENS_WITHOUT_PERMISSIONS",
     "token_versions": "ENTRA_TOKEN_VERSIONS",
@@ -389,6 +424,7 @@ ENV_VARIABLES: Mapping[str, str] = {
     "fetch_timeout": "ENTRA_FETCH_TIMEOUT_SECONDS",
     "max_document_bytes": "ENTRA_MAX_DOCUMENT_BYTES",
     "ca_bundle": "ENTRA_CA_BUNDLE",
+    "tenant_decision_ttl": "ENTRA_TENANT_DECISION_TTL_SECONDS",
 }
 
 

@@ -9,7 +9,8 @@ Each class maps to exactly one HTTP answer, so the middleware never has to guess
     ├── ClaimsChallenge            401  WWW-Authenticate: Bearer ... error="insufficient_claims",
     │                                   claims="<base64>" (Microsoft's claims challenge)
     ├── InsufficientPermissions    403  WWW-Authenticate: Bearer error="insufficient_scope"
-    └── KeysUnavailable            503  Retry-After (the signing keys could not be had)
+    └── ServiceUnavailable         503  Retry-After (something the check needs could not be had)
+        └── KeysUnavailable        503  (the signing keys)
 
 Every error carries a stable machine-readable ``reason`` (for logs, metrics and tests) and a
 short ``description`` that is safe to show the caller: it never contains the token, a key or a
@@ -29,6 +30,7 @@ __all__ = [
     "InvalidToken",
     "KeysUnavailable",
     "MissingToken",
+    "ServiceUnavailable",
 ]
 
 
@@ -123,10 +125,11 @@ class InsufficientPermissions(EntraGuardError):
         self.required = required
 
 
-class KeysUnavailable(EntraGuardError):
-    """No usable signing keys could be obtained from the identity provider.
+class ServiceUnavailable(EntraGuardError):
+    """Something the check needs could not be had: signing keys, a tenant decision, the groups
+    of an overage token.
 
-    This is the server's problem, not the caller's, so it is never answered with 401.
+    This is the server's problem, not the caller's, so it is never answered with 401 or 403.
     """
 
     status_code = 503
@@ -135,3 +138,7 @@ class KeysUnavailable(EntraGuardError):
     def __init__(self, reason: str, description: str, *, retry_after: int = 5) -> None:
         super().__init__(reason, description)
         self.retry_after = retry_after
+
+
+class KeysUnavailable(ServiceUnavailable):
+    """No usable signing keys could be obtained from the identity provider."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
@@ -27,7 +27,7 @@ from fastapi.security import HTTPBearer
 from fastapi.security.base import SecurityBase
 from starlette.requests import HTTPConnection
 
-from entra_guard.authorization import Requirement
+from entra_guard.authorization import GroupRequirement, GroupResolver, Requirement
 from entra_guard.client.on_behalf_of import OnBehalfOfAuth, OnBehalfOfClient
 from entra_guard.config import EntraConfig
 from entra_guard.errors import MissingToken
@@ -39,9 +39,12 @@ __all__ = [
     "SCHEME_NAME",
     "EntraSecurity",
     "OnBehalfOf",
+    "OptionalPrincipal",
     "Principal",
     "bearer_scheme",
+    "get_optional_principal",
     "get_principal",
+    "require_groups",
     "require_roles",
     "require_scope_or_role",
     "require_scopes",
@@ -75,12 +78,16 @@ class EntraSecurity(SecurityBase):
     (HTTP and WebSocket routes alike) to get the ``EntraPrincipal``.
 
     Raises ``MissingToken`` (401) in optional mode when the request carried no token,
-    ``InsufficientPermissions`` (403) when the requirement is not met, and ``RuntimeError`` when
+    ``InsufficientPermissions`` (403) when the requirement is not met, ``ServiceUnavailable``
+    (503) when an overage user's groups could not be looked up, and ``RuntimeError`` when
     no ``EntraAuthMiddleware`` ran for the request (missing, or the path is excluded).
     """
 
-    def __init__(self, requirement: Requirement | None = None) -> None:
+    def __init__(
+        self, requirement: Requirement | None = None, *, groups: GroupRequirement | None = None
+    ) -> None:
         self.requirement = requirement
+        self.groups = groups
         self.model = bearer_scheme.model
         self.scheme_name = SCHEME_NAME
 
@@ -96,10 +103,33 @@ class EntraSecurity(SecurityBase):
             raise MissingToken
         if self.requirement is not None:
             self.requirement.check(principal)
+        if self.groups is not None:
+            await self.groups.check(principal)
         return principal
 
     def __repr__(self) -> str:
-        return f"EntraSecurity({self.requirement!r})"
+        return f"EntraSecurity({self.requirement or self.groups!r})"
+
+
+class _OptionalEntraSecurity(SecurityBase):
+    """The caller, or ``None`` when the request came without a token to a path the middleware
+    lets through anonymously (``optional_paths=`` or ``optional=True``)."""
+
+    def __init__(self) -> None:
+        self.model = bearer_scheme.model
+        self.scheme_name = SCHEME_NAME
+
+    async def __call__(self, request: HTTPConnection) -> EntraPrincipal | None:
+        state = request.scope.get("state")
+        if state is None or STATE_KEY not in state:
+            # An excluded path: the middleware never looked at the token, so "no principal"
+            # would be a guess. Serving both kinds of caller is what optional_paths is for.
+            raise RuntimeError(
+                "no Entra principal on this request: add EntraAuthMiddleware to the app and "
+                "list this route in its optional_paths, not in exclude_paths"
+            )
+        principal: EntraPrincipal | None = state[STATE_KEY]
+        return principal
 
 
 #: The dependency behind ``Principal``: the validated caller, with no requirement.
@@ -107,6 +137,28 @@ get_principal = EntraSecurity()
 
 #: ``async def handler(principal: Principal)``: the validated caller of the request.
 Principal = Annotated[EntraPrincipal, Depends(get_principal)]
+
+#: The dependency behind ``OptionalPrincipal``.
+get_optional_principal = _OptionalEntraSecurity()
+
+#: ``async def handler(principal: OptionalPrincipal)``: the validated caller, or ``None`` for a
+#: request without a token on a path of the middleware's ``optional_paths``. A token that is
+#: present must still be valid: the middleware refuses it otherwise.
+OptionalPrincipal = Annotated[EntraPrincipal | None, Depends(get_optional_principal)]
+
+
+def require_groups(
+    *groups: str,
+    any_of: bool = False,
+    resolver: GroupResolver | Callable[[EntraPrincipal], Awaitable[frozenset[str]]] | None = None,
+) -> EntraSecurity:
+    """Demand group membership (object ids from the ``groups`` claim): all, or one with ``any_of``.
+
+    A user in too many groups for the token (overage) is looked up with ``resolver`` (a
+    ``GroupResolver``, or an async function of the principal returning group ids, which is then
+    wrapped in one); without it such a user is refused with 403 ``groups_overage``.
+    """
+    return EntraSecurity(groups=GroupRequirement.of(groups, any_of=any_of, resolver=resolver))
 
 
 def require_roles(*roles: str, any_of: bool = False) -> EntraSecurity:

@@ -13,11 +13,11 @@ without credentials (Fetch standard, "CORS-preflight request"), but only to a St
 ``CORSMiddleware`` inside this one, which answers every preflight itself (a preflight-shaped
 ``OPTIONS`` must never reach a route, a mount or an ``options`` method without a token; with
 ``CORSMiddleware`` outermost, as the README advises, preflights never get here); and, with
-``optional=True``,
-requests without credentials. With ``resource_metadata=``, it answers the RFC 9728 document
-itself (HTTP only, before any exclusion, no token looked at) and names it in its 401 challenges.
-It refuses to run inside another ``EntraAuthMiddleware``: the token would be validated twice and
-the inner one's options would silently do nothing.
+``optional=True`` or on the ``optional_paths``, requests without credentials. With
+``resource_metadata=``, it answers the RFC 9728 document itself (HTTP only, before any exclusion,
+no token looked at) and names it in its 401 challenges. It refuses to run inside another
+``EntraAuthMiddleware``: the token would be validated twice and the inner one's options would
+silently do nothing.
 """
 
 from __future__ import annotations
@@ -83,6 +83,10 @@ class EntraAuthMiddleware:
     ``root_path`` a server or mount adds (``uvicorn --root-path /api``: exclude ``/health``, and
     ``/api/health`` is public). With ``optional=True``, requests without credentials pass with no
     principal and routes decide; a token that is present must still be valid.
+    ``optional_paths`` (exact paths, as ``exclude_paths``) does the same for those paths only,
+    while the rest of the app keeps requiring a token: a route that serves anonymous and
+    signed-in callers alike (read the caller with ``OptionalPrincipal`` or
+    ``optional_principal_of``).
 
     A CORS preflight (``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``, which
     browsers send without credentials) passes without a principal.
@@ -105,6 +109,7 @@ class EntraAuthMiddleware:
         exclude_paths: Collection[str] = (),
         exclude_prefixes: Collection[str] = (),
         optional: bool = False,
+        optional_paths: Collection[str] = (),
         accept_query_token: bool = False,
         prefetch_keys: bool = True,
         on_outcome: OutcomeHook | None = None,
@@ -116,7 +121,7 @@ class EntraAuthMiddleware:
         if validator is None:
             assert config is not None  # checked just above; for the type checker
             validator = TokenValidator(config)
-        for path in (*exclude_paths, *exclude_prefixes):
+        for path in (*exclude_paths, *exclude_prefixes, *optional_paths):
             if not isinstance(path, str) or not path.startswith("/"):
                 raise ValueError(f"excluded paths must start with '/', got {path!r}")
         self.app = app
@@ -124,6 +129,7 @@ class EntraAuthMiddleware:
         self._exclude_paths = frozenset(exclude_paths)
         self._exclude_prefixes = tuple(exclude_prefixes)
         self._optional = optional
+        self._optional_paths = frozenset(optional_paths)
         self._accept_query_token = accept_query_token
         self._prefetch_keys = prefetch_keys
         self._on_outcome = on_outcome
@@ -162,7 +168,11 @@ class EntraAuthMiddleware:
         try:
             token = bearer_token(scope, accept_query_token=self._accept_query_token)
             if token is None:
-                if not (self._optional or (self._cors_inside and _is_cors_preflight(scope))):
+                if not (
+                    self._optional
+                    or path in self._optional_paths
+                    or (self._cors_inside and _is_cors_preflight(scope))
+                ):
                     raise MissingToken
                 principal = None
             else:

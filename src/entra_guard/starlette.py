@@ -1,4 +1,4 @@
-"""Decorators for plain Starlette endpoints that demand roles or scopes, and on-behalf-of calls.
+"""Starlette endpoint decorators demanding roles, scopes or groups; on-behalf-of calls.
 
 Starlette's own ``@requires`` works too (the middleware fills ``request.auth`` with the roles and
 scopes), but answers a plain 403; this one raises ``InsufficientPermissions``, which the
@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
-from entra_guard.authorization import Requirement
+from entra_guard.authorization import GroupRequirement, GroupResolver, Requirement
 from entra_guard.bearer import INCOMING_TOKEN, IncomingToken
 from entra_guard.client.challenges import CAE_CAPABILITY
 from entra_guard.client.on_behalf_of import OnBehalfOfAuth, OnBehalfOfClient
@@ -26,7 +26,9 @@ from entra_guard.principal import EntraPrincipal
 __all__ = [
     "ON_BEHALF_OF_CLIENT",
     "on_behalf_of_auth",
+    "optional_principal_of",
     "principal_of",
+    "require_groups",
     "require_roles",
     "require_scope_or_role",
     "require_scopes",
@@ -91,6 +93,30 @@ def _capabilities(principal: EntraPrincipal) -> tuple[str, ...]:
     return ()
 
 
+def optional_principal_of(connection: HTTPConnection) -> EntraPrincipal | None:
+    """The validated caller, or ``None`` for a request without a token on a path of the
+    middleware's ``optional_paths``; ``RuntimeError`` where no middleware looked at the request
+    (an excluded path), since "no principal" would then be a guess."""
+    state = connection.scope.get("state") or {}
+    if STATE_KEY not in state:
+        raise RuntimeError(
+            "no Entra principal on this request: add EntraAuthMiddleware to the app and list "
+            "this route in its optional_paths, not in exclude_paths"
+        )
+    principal: EntraPrincipal | None = state[STATE_KEY]
+    return principal
+
+
+def require_groups(
+    *groups: str,
+    any_of: bool = False,
+    resolver: GroupResolver | Callable[[EntraPrincipal], Awaitable[frozenset[str]]] | None = None,
+) -> Callable[[Endpoint], Endpoint]:
+    """Demand group membership (object ids): all of them, or one with ``any_of``; an overage
+    user is looked up with ``resolver`` or refused with 403 ``groups_overage``."""
+    return _decorator(GroupRequirement.of(groups, any_of=any_of, resolver=resolver))
+
+
 def require_roles(*roles: str, any_of: bool = False) -> Callable[[Endpoint], Endpoint]:
     """Demand app roles: all of them, or one with ``any_of``."""
     return _decorator(Requirement.of(roles=roles, any_of=any_of))
@@ -108,7 +134,7 @@ def require_scope_or_role(
     return _decorator(Requirement.of(scopes=scopes, roles=roles, any_of=any_of))
 
 
-def _decorator(requirement: Requirement) -> Callable[[Endpoint], Endpoint]:
+def _decorator(requirement: Requirement | GroupRequirement) -> Callable[[Endpoint], Endpoint]:
     def decorate(endpoint: Endpoint) -> Endpoint:
         is_async = inspect.iscoroutinefunction(endpoint)
 
@@ -119,7 +145,10 @@ def _decorator(requirement: Requirement) -> Callable[[Endpoint], Endpoint]:
             )
             if connection is None:
                 raise TypeError(f"{endpoint.__name__} takes no Request or WebSocket to check")
-            requirement.check(principal_of(connection))
+            if isinstance(requirement, GroupRequirement):
+                await requirement.check(principal_of(connection))
+            else:
+                requirement.check(principal_of(connection))
             if is_async:
                 return await endpoint(*args, **kwargs)
             return await run_in_threadpool(endpoint, *args, **kwargs)

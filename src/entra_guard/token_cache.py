@@ -65,6 +65,9 @@ class VerifiedTokenCache:
         self._entries.pop(digest, None)
         return None
 
+    def forget(self, digest: bytes) -> None:
+        self._entries.pop(digest, None)
+
     def put(self, digest: bytes, entry: VerifiedToken) -> None:
         self._entries[digest] = entry
 

@@ -8,6 +8,7 @@ defaults, and because a strict parser is the cheapest guard against hostile inpu
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -18,10 +19,11 @@ import httpx
 from jwt.algorithms import Algorithm, get_default_algorithms
 from jwt.exceptions import PyJWTError
 
+from entra_guard.async_cache import AsyncTTLCache
 from entra_guard.claims import check_claims
-from entra_guard.config import EntraConfig, TokenVersion
+from entra_guard.config import EntraConfig, TokenVersion, is_guid
 from entra_guard.discovery import KeyStore, SigningKey
-from entra_guard.errors import InvalidToken
+from entra_guard.errors import InvalidToken, ServiceUnavailable
 from entra_guard.parsing import decode_json, decode_segment, split_token
 from entra_guard.principal import EntraPrincipal
 from entra_guard.token_cache import VerifiedToken, VerifiedTokenCache
@@ -30,12 +32,16 @@ __all__ = ["TokenValidator"]
 
 _Header: TypeAlias = tuple[Algorithm, str, "str | None", "str | None"]
 _MAX_HEADERS = 256
+_MAX_TENANT_DECISIONS = 10_000
+
+logger = logging.getLogger("entra_guard.validation")
 
 
 class TokenValidator:
     """Validates Entra ID access tokens for one API. Create once and share; it is async-safe.
 
-    ``clock`` gives wall-clock seconds for the lifetime checks; ``validate(now=...)`` overrides
+    ``clock`` gives wall-clock seconds for the lifetime checks and the age of remembered tenant
+    decisions; ``validate(now=...)`` overrides
     it per call, so tests never need to freeze global time.
     """
 
@@ -63,11 +69,18 @@ class TokenValidator:
         )
         # Checked headers by their base64url text: every token a key signs has the same header.
         self._headers: dict[str, _Header] = {}
+        self._tenant_decisions: AsyncTTLCache[str, bool] | None = None
+        if config.tenant_allowed is not None:
+            self._tenant_decisions = AsyncTTLCache(
+                ttl=config.tenant_decision_ttl, maxsize=_MAX_TENANT_DECISIONS, clock=clock
+            )
 
     async def validate(self, token: str | bytes, *, now: float | None = None) -> EntraPrincipal:
         """Return the caller for a valid token, or raise an ``EntraGuardError``.
 
-        ``InvalidToken`` (401), ``InsufficientPermissions`` (403) or ``KeysUnavailable`` (503).
+        ``InvalidToken`` (401), ``InsufficientPermissions`` (403), ``KeysUnavailable`` (503),
+        or ``ServiceUnavailable`` (503, ``tenant_decision_unavailable``) when
+        ``config.tenant_allowed`` raised.
         """
         if isinstance(token, bytes):
             try:
@@ -83,6 +96,15 @@ class TokenValidator:
         digest = cache.digest(token)
         principal = cache.get(digest, now=when, keys=self.key_store)
         if principal is not None:
+            # A remembered token is honoured only while its tenant still is: a tenant the app
+            # removes stops working within the decision's TTL, not at the token's exp.
+            if (
+                self._tenant_decisions is not None
+                and not self.config.accepts_tenant(principal.tenant_id)
+                and not await self._decide_tenant(principal.tenant_id)
+            ):
+                cache.forget(digest)
+                raise _tenant_not_allowed()
             return principal
         verified = await self._validate(token, when)
         cache.put(digest, verified)
@@ -105,11 +127,50 @@ class TokenValidator:
         signing_input = token[: len(header_b64) + 1 + len(payload_b64)].encode("ascii")
         self.verify_signature(signing_input, decode_segment(signature_b64), algorithm, alg, key)
 
+        decided = False
+        tid = claims.get("tid")
+        if (
+            self._tenant_decisions is not None
+            and isinstance(tid, str)
+            and is_guid(tid)
+            and not self.config.accepts_tenant(tid)
+        ):
+            # After the signature: only tokens Entra signed make the app's function run.
+            decided = await self._decide_tenant(tid)
         principal = check_claims(
-            claims, config=self.config, keyset=keyset, key=key, version=version, now=now
+            claims,
+            config=self.config,
+            keyset=keyset,
+            key=key,
+            version=version,
+            now=now,
+            tenant_decided=decided,
         )
         nbf, iat = claims.get("nbf", -math.inf), claims.get("iat", -math.inf)
         return VerifiedToken(principal, version, keyset, key, max(nbf, iat), claims["exp"])
+
+    async def _decide_tenant(self, tid: str) -> bool:
+        decide, decisions = self.config.tenant_allowed, self._tenant_decisions
+        assert decide is not None  # only called when configured
+        assert decisions is not None
+        tid = tid.lower()
+
+        async def ask() -> bool:
+            try:
+                return await decide(tid)
+            except Exception:
+                # Once per call, not once per request waiting on it.
+                logger.exception("the tenant_allowed function failed")
+                raise
+
+        try:
+            answer = await decisions.get(tid, ask)
+        except Exception as exc:  # logged where it was raised, once per call
+            raise ServiceUnavailable(
+                "tenant_decision_unavailable",
+                "Whether the token's tenant is allowed could not be decided now",
+            ) from exc
+        return answer is True
 
     def _header(self, header_b64: str) -> _Header:
         checked = self._headers.get(header_b64)
@@ -191,3 +252,7 @@ class TokenValidator:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _tenant_not_allowed() -> InvalidToken:
+    return InvalidToken("tenant_not_allowed", "The token's tenant is not allowed by this API")

@@ -47,6 +47,8 @@ DEFAULT_AUDIENCE: Final = "952f2f29-d25f-4ff1-81a7-072ef079f60b"
 DEFAULT_CLIENT_ID: Final = "d4fdf040-9e25-42ca-99d0-13fcd08a6775"
 #: What a delegated token grants when the test names no scopes.
 DEFAULT_SCOPES: Final = ("access_as_user",)
+#: The most groups a JWT carries; a user in more gets the overage form instead.
+GROUPS_CLAIM_LIMIT: Final = 200
 
 # Object ids are derived, not random, so every token of one client (or the user) in one
 # tenant names the same principal, as in Entra.
@@ -130,7 +132,7 @@ def build_claims(
         body["idp"] = f"{V1_ISSUER_HOST}/{tid}/" if version == "1.0" else iss
     else:
         body["scp"] = " ".join(scopes or DEFAULT_SCOPES)
-        body |= _user_claims(version, user)
+        body |= _user_claims(version, user, instance)
         if user is not None and user.guest:
             body["idp"] = f"{V1_ISSUER_HOST}/{user.home_tenant_id}/"
     if roles:
@@ -146,12 +148,17 @@ def pairwise_subject(oid: str, audience: str) -> str:
     return b64url(hashlib.sha256(f"{oid}|{audience}".encode()).digest())
 
 
-def _user_claims(version: Version, user: EmulatorUser | None) -> dict[str, Any]:
+def _user_claims(version: Version, user: EmulatorUser | None, instance: str) -> dict[str, Any]:
     upn = user.upn if user is not None else _USER_UPN
     given = user.given_name if user is not None else _USER_GIVEN_NAME
     family = user.family_name if user is not None else _USER_FAMILY_NAME
     claims: dict[str, Any] = {"name": user.name if user is not None else f"{given} {family}"}
-    if user is not None and user.groups:
+    if user is not None and len(user.groups) > GROUPS_CLAIM_LIMIT:
+        # Overage, as Entra does for a JWT: no groups, a pointer to where they can be read.
+        claims["_claim_names"] = {"groups": "src1"}
+        endpoint = f"{instance}/v1.0/users/{user.object_id}/getMemberGroups"
+        claims["_claim_sources"] = {"src1": {"endpoint": endpoint}}
+    elif user is not None and user.groups:
         claims["groups"] = list(user.groups)
     if version == "2.0":
         claims["preferred_username"] = upn
