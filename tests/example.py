@@ -15,7 +15,7 @@ def load_example(
 ) -> ModuleType:
     """A fresh import of the example, ``ENTRA_*`` pointing at ``idp`` (dev mode when None)."""
     for name in ("TENANT_ID", "AUDIENCES", "INSTANCE", "ALLOWED_TENANTS", "ALLOWED_CLIENT_IDS",
-                 "SWAGGER_CLIENT_ID"):  # fmt: skip
+                 "SWAGGER_CLIENT_ID", "CLIENT_ID", "CLIENT_SECRET", "GRAPH_URL"):  # fmt: skip
         monkeypatch.delenv(f"ENTRA_{name}", raising=False)
     if idp is not None:
         monkeypatch.setenv("ENTRA_TENANT_ID", idp.tenant_id)

@@ -58,7 +58,12 @@ def test_demo_passes(
     assert main(["demo"]) == EXIT_OK
     out = capsys.readouterr().out
     assert "[FAIL]" not in out
-    assert "All 14 outcomes were the expected ones." in out
+    assert "All 15 outcomes were the expected ones." in out
+    assert re.search(
+        r"\[ok\] GET /me/profile, Graph on behalf of the user +-> 200 \(expected 200\), "
+        r"adele@contoso.test from Graph",
+        out,
+    )
     assert re.search(r"\[ok\] token: a user signs in \(code \+ PKCE\) +adele@contoso.test", out)
     assert re.search(r"GET /orders, user with scope Orders.Read +-> 200 \(expected 200\)", out)
     assert re.search(

@@ -15,6 +15,7 @@ from entra_guard.cli.user_sign_in import sign_in
 from entra_guard.testing import DEFAULT_AUDIENCE, DEFAULT_CLIENT_ID, EntraEmulator
 from entra_guard.testing.server import BackgroundServer
 from tests.example import load_example
+from tests.test_groups import signed_in
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -222,6 +223,9 @@ async def test_dev_mode_user_signs_in_as_printed(
             assert call(api, "GET", "/orders", token).status_code == 200
             order = {"item": "tea", "quantity": 1}
             assert call(api, "POST", "/orders", token, json=order).status_code == 403
+            # the API registered itself in dev mode, and reads Graph as the user
+            profile = call(api, "GET", "/me/profile", token)
+            assert (profile.status_code, profile.json()["userPrincipalName"]) == (200, user[1])
     finally:
         idp.stop()
 
@@ -287,3 +291,47 @@ def test_the_readme_swagger_ui_example_runs_as_written(
         user = idp.issue_token(app_only=False, scopes=["Orders.Read"])
         assert call(api, "GET", "/orders", user).json() == []
         assert call(api, "GET", "/orders", None).status_code == 401
+
+
+def test_me_profile_reads_graph_on_behalf_of_the_user(
+    entra_emulator: EntraEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Configured as for a real tenant: the API's own secret from ENTRA_CLIENT_SECRET."""
+    idp = entra_emulator
+    orders = idp.register_api(app_id_uri="api://orders", scopes=["Orders.Read"])
+    itself = idp.register_client(
+        name="orders-api", client_id=orders.client_id,
+        scopes={"https://graph.microsoft.com": ["User.Read"]},
+    )  # fmt: skip
+    front = idp.register_client(
+        name="cli", type="public", redirect_uris=["http://localhost"],
+        scopes={"api://orders": ["Orders.Read"]},
+    )  # fmt: skip
+    megan = idp.register_user(upn="megan@contoso.test", name="Megan Bowen")
+    token = signed_in(idp, front, megan)
+    example = load_example(
+        monkeypatch, idp, AUDIENCES=f"{orders.client_id},api://orders",
+        CLIENT_SECRET=itself.secret or "", GRAPH_URL=idp.graph_url,
+    )  # fmt: skip
+    with TestClient(example.app) as api:
+        idp.reset_counts()
+        for _ in range(2):
+            profile = call(api, "GET", "/me/profile", token)
+            assert profile.status_code == 200, profile.text
+            assert profile.json() == {
+                "id": megan.object_id, "displayName": "Megan Bowen",
+                "userPrincipalName": "megan@contoso.test", "mail": "megan@contoso.test",
+            }  # fmt: skip
+        assert idp.token_request_count() == 1  # the second call reused the on-behalf-of token
+        app_only = idp.issue_token(audience=orders.client_id, roles=["Orders.Read"])
+        assert call(api, "GET", "/me/profile", app_only).status_code == 403
+        assert call(api, "GET", "/me/profile", None).status_code == 401
+
+
+def test_me_profile_without_the_apis_own_secret_says_what_to_set(
+    entra_emulator: EntraEmulator, api: TestClient
+) -> None:
+    user = entra_emulator.issue_token(app_only=False, scopes=["Orders.Read"])
+    refused = call(api, "GET", "/me/profile", user)
+    assert refused.status_code == 503
+    assert "ENTRA_CLIENT_SECRET" in refused.json()["detail"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,8 +29,10 @@ from entra_guard import (
 )
 from entra_guard import starlette as guard_starlette
 from entra_guard.authorization import GroupResolver
+from entra_guard.client import ClientSecret, ConfidentialClient, OnBehalfOfClient
 from entra_guard.errors import EntraGuardError
 from entra_guard.fastapi import OptionalPrincipal, Principal, require_groups
+from entra_guard.groups import GraphGroups
 from entra_guard.testing import EntraEmulator
 from entra_guard.testing.registrations import ClientRegistration
 from entra_guard.testing.users import EmulatorUser
@@ -486,3 +489,87 @@ def test_group_requirement_arguments() -> None:
     named = require_groups("CONTOSO\\Sales").groups  # on-premises names, if the app emits them
     assert named is not None
     assert named.groups == {"contoso\\sales"}
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: a Graph that is down."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_overage_resolved_at_graph_on_behalf_of_the_user(entra_emulator: EntraEmulator) -> None:
+    idp = entra_emulator
+    api = idp.register_api(app_id_uri="api://orders", scopes=["Orders.Read"])
+    # the API is also a confidential client, consented to read memberships at Graph
+    own = idp.register_client(
+        name="orders", client_id=api.client_id,
+        scopes={"https://graph.microsoft.com": ["GroupMember.Read.All"]},
+    )  # fmt: skip
+    cli = idp.register_client(
+        name="cli", type="public", redirect_uris=["http://localhost"],
+        scopes={"api://orders": ["Orders.Read"]},
+    )  # fmt: skip
+    many = [str(uuid.uuid4()) for _ in range(250)]
+    user = idp.register_user(upn="megan@contoso.test", groups=many)
+    obo = OnBehalfOfClient(
+        ConfidentialClient(
+            tenant_id=idp.tenant_id, client_id=api.client_id,
+            credential=ClientSecret(own.secret or ""), instance=idp.instance,
+        )
+    )  # fmt: skip
+    graph_calls: list[str] = []
+
+    async def count(request: httpx.Request) -> None:
+        graph_calls.append(request.url.path)
+
+    http = httpx.AsyncClient(event_hooks={"request": [count]})
+    graph = GraphGroups(obo, graph_url=idp.graph_url, http_client=http)
+    down = GraphGroups(obo, graph_url=f"http://127.0.0.1:{closed_port()}/v1.0")
+    # another scope, so that the on-behalf-of token is not already cached
+    challenged = GraphGroups(
+        obo, graph_url=idp.graph_url, scopes="https://graph.microsoft.com/.default"
+    )
+    outsider = str(uuid.uuid4())
+    app = FastAPI()
+    for path, needed in (
+        ("/member", require_groups(many[137], resolver=graph)),
+        ("/outsider", require_groups(outsider, resolver=graph)),
+        ("/down", require_groups(many[0], resolver=down)),
+        ("/challenged", require_groups(many[0], resolver=challenged)),
+    ):
+        app.add_api_route(path, lambda: "ok", dependencies=[Depends(needed)])
+
+    @app.get("/claims")
+    async def claims(principal: Principal) -> dict[str, Any]:
+        return dict(principal.claims)
+
+    outcomes: list[AuthOutcome] = []
+    config = idp.config(audiences=[api.client_id])
+    app.add_middleware(EntraAuthMiddleware, config=config, on_outcome=outcomes.append)
+    with TestClient(app) as client:
+        token = signed_in(idp, cli, user)
+        seen = call(client, "/claims", token).json()
+        assert "groups" not in seen
+        assert seen["_claim_names"] == {"groups": "src1"}
+        idp.reset_counts()
+        assert call(client, "/member", token).status_code == 200
+        assert graph_calls == ["/v1.0/me/getMemberGroups"]
+        assert idp.token_request_count() == 1  # the on-behalf-of token for Graph
+        refused = call(client, "/outsider", token)
+        assert refused.status_code == 403
+        assert outcomes[-1].reason == "missing_group"
+        # remembered per user: neither Graph nor Entra is asked again
+        assert call(client, "/member", token).status_code == 200
+        assert len(graph_calls) == 1
+        assert idp.token_request_count() == 1
+
+        unavailable = call(client, "/down", token)
+        assert unavailable.status_code == 503
+        assert outcomes[-1].reason == "groups_unavailable"
+
+        idp.next_obo_claims_challenge(claims='{"access_token":{"nbf":{"essential":true}}}')
+        stepped_up = call(client, "/challenged", token)
+        assert stepped_up.status_code == 401  # the caller's app can act on it; not a 503
+        assert 'error="insufficient_claims"' in stepped_up.headers["www-authenticate"]

@@ -34,7 +34,7 @@ def test_public_api_is_pinned() -> None:
     public = {name for name in vars(entra_guard) if not name.startswith("_")}
     modules = {
         "async_cache", "authorization", "bearer", "claims", "cli", "client", "config",
-        "discovery", "errors", "fastapi", "jwks", "middleware", "parsing", "principal",
+        "discovery", "errors", "fastapi", "groups", "jwks", "middleware", "parsing", "principal",
         "resource_metadata", "starlette", "token_cache", "validation",
     }  # fmt: skip
     assert public - modules - {"testing", "examples"} == set(PUBLIC)

@@ -17,10 +17,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from entra_guard.async_cache import AsyncTTLCache
-from entra_guard.errors import InsufficientPermissions, ServiceUnavailable
+from entra_guard.errors import ClaimsChallenge, InsufficientPermissions, ServiceUnavailable
 from entra_guard.principal import EntraPrincipal
+
+if TYPE_CHECKING:
+    from entra_guard.bearer import IncomingToken
 
 __all__ = ["GroupRequirement", "GroupResolver", "Requirement"]
 
@@ -101,8 +105,13 @@ class GroupResolver:
     behalf of the caller). Its answers are kept ``ttl`` seconds per ``(tenant_id, object_id)``,
     at most ``maxsize`` users; concurrent first requests of one user make one call. A call that
     raises (or answers anything but a set of strings) becomes ``ServiceUnavailable``
-    ``groups_unavailable`` (503): Graph being down is not the caller's fault. Share one
-    resolver between routes so that they share its memory.
+    ``groups_unavailable`` (503): Graph being down is not the caller's fault; a
+    ``ClaimsChallenge`` (Entra asking the user to sign in again) passes through unchanged, as
+    the 401 the caller's app can act on. Share one resolver between routes so that they share
+    its memory.
+
+    Subclasses that call Graph on behalf of the user (``entra_guard.groups.GraphGroups``)
+    override :meth:`lookup`, which also receives the caller's validated token.
     """
 
     def __init__(
@@ -118,25 +127,45 @@ class GroupResolver:
             ttl=ttl, maxsize=maxsize, clock=clock
         )
 
-    async def groups_of(self, principal: EntraPrincipal) -> frozenset[str]:
-        """The user's group object ids, lower-case; raises ``ServiceUnavailable``."""
+    async def groups_of(
+        self, principal: EntraPrincipal, incoming: IncomingToken | None = None
+    ) -> frozenset[str]:
+        """The user's group object ids, lower-case; raises ``ServiceUnavailable``.
+
+        ``incoming`` is the caller's validated token (the middleware keeps it in the ASGI scope
+        under ``bearer.INCOMING_TOKEN``), for lookups made on behalf of the user; the cache key
+        stays ``(tenant_id, object_id)``, so it never holds a token.
+        """
         if principal.object_id is None:
             raise _overage("the token names no user (no 'oid') whose groups could be looked up")
         key = (principal.tenant_id, principal.object_id)
         try:
-            return await self._cache.get(key, lambda: self._call(principal))
+            return await self._cache.get(key, lambda: self._call(principal, incoming))
+        except ClaimsChallenge:
+            raise
         except Exception as exc:  # logged where it was raised, once per call
             raise ServiceUnavailable(
                 "groups_unavailable", "The user's group membership could not be looked up"
             ) from exc
 
-    async def _call(self, principal: EntraPrincipal) -> frozenset[str]:
+    async def lookup(
+        self, principal: EntraPrincipal, incoming: IncomingToken | None
+    ) -> frozenset[str]:
+        """One look-up, uncached: the app's ``resolve(principal)``. Subclasses may use
+        ``incoming`` (``None`` when no middleware kept the caller's token)."""
+        return await self._resolve(principal)
+
+    async def _call(
+        self, principal: EntraPrincipal, incoming: IncomingToken | None
+    ) -> frozenset[str]:
         try:
-            found: object = await self._resolve(principal)
+            found: object = await self.lookup(principal, incoming)
             if not isinstance(found, (set, frozenset)) or not all(
                 isinstance(g, str) for g in found
             ):
                 raise TypeError(f"a group resolver must return a set of group ids, got {found!r}")
+        except ClaimsChallenge:
+            raise
         except Exception:
             # Once per call, not once per request waiting on it.
             logger.exception("resolving the groups of an overage token failed")
@@ -188,15 +217,20 @@ class GroupRequirement:
             resolver = GroupResolver(resolver)
         return cls(frozenset(n.lower() for n in names), any_of, resolver)
 
-    async def check(self, principal: EntraPrincipal) -> EntraPrincipal:
+    async def check(
+        self, principal: EntraPrincipal, incoming: IncomingToken | None = None
+    ) -> EntraPrincipal:
         """Return the principal; raise ``InsufficientPermissions`` (403 ``missing_group`` or
-        ``groups_overage``) or ``ServiceUnavailable`` (503 ``groups_unavailable``)."""
+        ``groups_overage``) or ``ServiceUnavailable`` (503 ``groups_unavailable``).
+
+        ``incoming``, the caller's validated token, reaches the resolver only (for a look-up
+        on behalf of the user)."""
         if not principal.has_groups_overage:
             held: frozenset[str] | tuple[str, ...] = principal.groups
         elif self.resolver is None:
             raise _overage("this API is not configured to look up group membership")
         else:
-            held = await self.resolver.groups_of(principal)
+            held = await self.resolver.groups_of(principal, incoming)
         met = not self.groups.isdisjoint(held) if self.any_of else self.groups <= set(held)
         if not met:
             raise InsufficientPermissions("missing_group", self.describe())

@@ -28,6 +28,7 @@ from fastapi.security.base import SecurityBase
 from starlette.requests import HTTPConnection
 
 from entra_guard.authorization import GroupRequirement, GroupResolver, Requirement
+from entra_guard.bearer import INCOMING_TOKEN, IncomingToken
 from entra_guard.client.on_behalf_of import OnBehalfOfAuth, OnBehalfOfClient
 from entra_guard.config import EntraConfig
 from entra_guard.errors import MissingToken
@@ -104,7 +105,10 @@ class EntraSecurity(SecurityBase):
         if self.requirement is not None:
             self.requirement.check(principal)
         if self.groups is not None:
-            await self.groups.check(principal)
+            incoming = request.scope.get(INCOMING_TOKEN)
+            await self.groups.check(
+                principal, incoming if isinstance(incoming, IncomingToken) else None
+            )
         return principal
 
     def __repr__(self) -> str:

@@ -146,7 +146,11 @@ def _decorator(requirement: Requirement | GroupRequirement) -> Callable[[Endpoin
             if connection is None:
                 raise TypeError(f"{endpoint.__name__} takes no Request or WebSocket to check")
             if isinstance(requirement, GroupRequirement):
-                await requirement.check(principal_of(connection))
+                incoming = connection.scope.get(INCOMING_TOKEN)
+                await requirement.check(
+                    principal_of(connection),
+                    incoming if isinstance(incoming, IncomingToken) else None,
+                )
             else:
                 requirement.check(principal_of(connection))
             if is_async:

@@ -3,8 +3,9 @@
 A local Entra ID (the emulator) with an API, two daemons, a single-page app and a user
 registered; the example API served by uvicorn on loopback and trusting that Entra ID; tokens
 acquired with the client-credentials grant (a secret, then a certificate) and by a user's
-sign-in (authorization code with PKCE, as Swagger UI does it); and calls whose answers must be
-exactly the expected ones.
+sign-in (authorization code with PKCE, as Swagger UI does it); the API calling the emulator's
+Graph stand-in on behalf of that user (on-behalf-of); and calls whose answers must be exactly
+the expected ones.
 """
 
 from __future__ import annotations
@@ -86,11 +87,20 @@ async def _demo(report: Report) -> None:
             name="orders-writer", roles={DEMO_API: ["Orders.Read", "Orders.Write"]},
             secret=False, certificate=True,
         )  # fmt: skip
+        # The API calls Graph as the signed-in user: it authenticates as itself, consented to
+        # Graph's User.Read, and the emulator's Graph stand-in answers.
+        itself = idp.register_client(
+            name="orders-api", client_id=api.client_id, secret=True,
+            scopes={"https://graph.microsoft.com": ["User.Read"]},
+        )  # fmt: skip
         report.step(True, "local Entra ID (emulator)", f"{idp.instance}, tenant {idp.tenant_id}")
         environment = {
             "ENTRA_TENANT_ID": idp.tenant_id,
             "ENTRA_AUDIENCES": f"{api.client_id},{DEMO_API}",
             "ENTRA_INSTANCE": idp.instance,
+            "ENTRA_CLIENT_ID": api.client_id,
+            "ENTRA_CLIENT_SECRET": itself.secret or "",
+            "ENTRA_GRAPH_URL": idp.graph_url,
         }
         with _environment(environment):
             module = load_example()
@@ -182,6 +192,11 @@ async def _user_calls(
     report.expect("POST /orders, user lacking role Orders.Write",
                   await http.post("/orders", headers=bearer,
                                   json={"item": "cake", "quantity": 1}), 403)  # fmt: skip
+    profile = await http.get("/me/profile", headers=bearer)
+    upn = profile.json().get("userPrincipalName") if profile.status_code == 200 else None
+    detail = f"-> {profile.status_code} (expected 200)"
+    detail += f", {upn} from Graph" if upn else f" {_error_of(profile) or profile.text[:200]}"
+    report.step(upn == user.upn, "GET /me/profile, Graph on behalf of the user", detail)
 
 
 def _claims(token: str) -> dict[str, Any]:
