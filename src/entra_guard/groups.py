@@ -106,7 +106,11 @@ class GraphGroups(GroupResolver):
             raise RuntimeError(
                 "GraphGroups needs the caller's token: put EntraAuthMiddleware in front"
             )
-        auth = self.client.auth(incoming.value, self.scopes, capabilities=_capabilities(principal))
+        auth = self.client.auth(
+            incoming.value,
+            self.scopes,
+            capabilities=(CAE_CAPABILITY,) if principal.is_cae_capable else (),
+        )
         url = f"{self.graph_url}/me/getMemberGroups"
         body = {"securityEnabledOnly": False}
         if self._http is not None:
@@ -130,16 +134,6 @@ def _group_ids(response: httpx.Response) -> frozenset[str]:
     if not all(isinstance(v, str) for v in values):
         raise GraphGroupsError(response.status_code, "value holds something other than ids")
     return frozenset(values)
-
-
-def _capabilities(principal: EntraPrincipal) -> tuple[str, ...]:
-    """``("cp1",)`` when the caller's app can answer claims challenges (``xms_cc``), so that a
-    challenge from Graph reaches it, as for the route's own on-behalf-of calls."""
-    declared = principal.claims.get("xms_cc")
-    values = declared if isinstance(declared, list) else [declared]
-    if any(isinstance(v, str) and v.lower() == CAE_CAPABILITY for v in values):
-        return (CAE_CAPABILITY,)
-    return ()
 
 
 async def _needs_the_callers_token(principal: EntraPrincipal) -> frozenset[str]:

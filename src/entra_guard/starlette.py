@@ -81,16 +81,9 @@ def on_behalf_of_auth(
                 "OnBehalfOfClient(ConfidentialClient(...)) at start-up, or pass client="
             )
     names = scopes if isinstance(scopes, str) else list(scopes)
-    return client.auth(incoming.value, names, capabilities=_capabilities(principal))
-
-
-def _capabilities(principal: EntraPrincipal) -> tuple[str, ...]:
-    """``("cp1",)`` when the caller's app declared it can handle claims challenges (``xms_cc``)."""
-    declared = principal.claims.get("xms_cc")
-    values = declared if isinstance(declared, list) else [declared]
-    if any(isinstance(v, str) and v.lower() == CAE_CAPABILITY for v in values):
-        return (CAE_CAPABILITY,)
-    return ()
+    return client.auth(
+        incoming.value, names, capabilities=(CAE_CAPABILITY,) if principal.is_cae_capable else ()
+    )
 
 
 def optional_principal_of(connection: HTTPConnection) -> EntraPrincipal | None:
