@@ -479,6 +479,7 @@ def test_emulator_command_as_a_process(stop_with: signal.Signals) -> None:
     assert "export ENTRA_TENANT_ID=" in text
     assert "export ENTRA_CA_BUNDLE=/" in text
     assert re.search(r"export ENTRA_SWAGGER_CLIENT_ID=[0-9a-f-]{36}\n", text)
+    assert re.search(r"  Graph        https://127\.0\.0\.1:\d+/v1\.0 ", text)
     assert "entra-guard token --instance https://127.0.0.1:" in text
 
 
@@ -606,7 +607,7 @@ def test_emulator_json_describes_everything_and_a_user_signs_in_with_it() -> Non
     assert first.count("\n") == 1  # one line, nothing else
     assert set(described) >= {
         "instance", "tenant_id", "ca_bundle", "metadata", "authorization_endpoint",
-        "token_endpoint", "apis", "clients", "users",
+        "token_endpoint", "graph_url", "apis", "clients", "users",
     }  # fmt: skip
     assert described["metadata"].endswith(
         f"/{described['tenant_id']}/v2.0/.well-known/openid-configuration"

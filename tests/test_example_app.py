@@ -324,7 +324,10 @@ def test_me_profile_reads_graph_on_behalf_of_the_user(
             }  # fmt: skip
         assert idp.token_request_count() == 1  # the second call reused the on-behalf-of token
         app_only = idp.issue_token(audience=orders.client_id, roles=["Orders.Read"])
-        assert call(api, "GET", "/me/profile", app_only).status_code == 403
+        refused = call(api, "GET", "/me/profile", app_only)
+        assert refused.status_code == 403  # in the middleware's shape, like every refusal
+        assert refused.headers["www-authenticate"].startswith('Bearer error="insufficient_scope"')
+        assert refused.json()["error_description"] == "Only a signed-in user has a Graph profile"
         assert call(api, "GET", "/me/profile", None).status_code == 401
 
 

@@ -124,6 +124,7 @@ def _stop_on_sigterm() -> None:
         return  # signal handlers can only be set there; tests run the command in threads
 
     def interrupt(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-up
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
@@ -147,6 +148,7 @@ def describe(
         f"  metadata v1  {base}/.well-known/openid-configuration",
         f"  authorize    {idp.authorize_endpoint()}",
         f"  token        {base}/oauth2/v2.0/token",
+        f"  Graph        {idp.graph_url}  (a stand-in for Microsoft Graph: /me, /users, groups)",
     ]
     if idp.ca_bundle:
         lines.append(f"  CA bundle    {idp.ca_bundle}")
@@ -223,6 +225,7 @@ def describe_json(
         "metadata_v1": idp.metadata_url(version="1.0"),
         "authorization_endpoint": idp.authorize_endpoint(),
         "token_endpoint": idp.token_endpoint(),
+        "graph_url": idp.graph_url,
         "apis": [
             {
                 "app_id_uri": api.app_id_uri,

@@ -37,7 +37,7 @@ from fastapi import Depends, FastAPI, HTTPException
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 
-from entra_guard import EntraAuthMiddleware, EntraConfig, EntraPrincipal
+from entra_guard import EntraAuthMiddleware, EntraConfig, EntraPrincipal, InsufficientPermissions
 from entra_guard.client import ClientSecret, ConfidentialClient, OnBehalfOfClient, TokenRequestError
 from entra_guard.config import is_guid
 from entra_guard.examples.offline_docs import assets, serve_docs
@@ -249,8 +249,8 @@ async def my_profile(
     principal: Principal, graph: Annotated[httpx.Auth, Depends(graph_as_user)]
 ) -> dict[str, Any]:
     """The caller's profile from Microsoft Graph's ``/me``, read on behalf of the caller."""
-    if principal.app_only or own is None:
-        raise HTTPException(403, "Only a signed-in user has a Graph profile")
+    if principal.app_only or own is None:  # answered by the middleware, like every refusal
+        raise InsufficientPermissions("not_a_user", "Only a signed-in user has a Graph profile")
     try:
         async with httpx.AsyncClient(auth=graph, timeout=10) as http:
             answer = await http.get(f"{own.graph_url}/me")
