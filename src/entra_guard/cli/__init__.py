@@ -111,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the offline demo end to end",
         description="Start the emulator and the example API; get tokens with client "
         "credentials (a secret and a certificate) and by a user's sign-in (authorization code + "
-        "PKCE); call a public route, protected ones, ones needing a role the caller lacks, and "
-        "one with a tampered token. Exit 0 only if every answer is the expected one.",
+        "PKCE); call a public route, protected ones, ones needing a role the caller lacks, one "
+        "with a tampered token, and one that reads the user's profile from the emulator's "
+        "Microsoft Graph on behalf of the user. Exit 0 only if every answer is the expected one.",
     )
     return parser
 
