@@ -11,12 +11,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 from typing import TYPE_CHECKING, Any
 
-import jwt
 from jwt.exceptions import InvalidSignatureError, PyJWTError
 
+from entra_guard.testing.jws import number_claim, signed_claims
 from entra_guard.testing.token_errors import TokenError
 
 if TYPE_CHECKING:
@@ -53,17 +52,10 @@ def verify_assertion(
     if certificate is None:
         raise TokenError.assertion_signature("The key was not found.", digest.hex().upper())
     try:
-        claims: dict[str, Any] = jwt.decode(
+        claims = signed_claims(
             assertion,
-            certificate.public_key(),  # type: ignore[arg-type]  # an RSA key, checked by PyJWT
-            algorithms=[alg],
-            options={
-                "verify_aud": False,
-                "verify_exp": False,
-                "verify_nbf": False,
-                "verify_iat": False,
-                "verify_iss": False,
-            },
+            certificate.public_key(),
+            alg,  # an RSA key: checked by PyJWT
         )
     except InvalidSignatureError:
         raise TokenError.assertion_signature(
@@ -124,9 +116,7 @@ def _check_claims(claims: dict[str, Any], *, client_id: str, endpoint: str, now:
 
 
 def _number(claims: dict[str, Any], name: str) -> float | None:
-    value = claims.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise TokenError.malformed_assertion(f"The '{name}' claim is not a number.")
-    return float(value)
+    try:
+        return number_claim(claims, name)
+    except ValueError as exc:
+        raise TokenError.malformed_assertion(str(exc)) from None

@@ -9,12 +9,12 @@ only), then times and issuer, so a forged token learns nothing about the rest.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import jwt
 from jwt.exceptions import InvalidSignatureError, PyJWTError
 
+from entra_guard.testing.jws import number_claim, signed_claims
 from entra_guard.testing.tenants import issuer
 
 if TYPE_CHECKING:
@@ -58,18 +58,7 @@ def verify_issued_token(state: EmulatorState, token: str, *, now: float) -> dict
     if header.get("alg") != "RS256" or key is None:
         raise IssuedTokenError("signature", "The token is not signed with a published key.")
     try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            key.private_key.public_key(),
-            algorithms=["RS256"],
-            options={
-                "verify_aud": False,
-                "verify_exp": False,
-                "verify_nbf": False,
-                "verify_iat": False,
-                "verify_iss": False,
-            },
-        )
+        claims = signed_claims(token, key.private_key.public_key(), "RS256")
     except InvalidSignatureError:
         raise IssuedTokenError("signature", "The token's signature does not verify.") from None
     except PyJWTError:
@@ -90,9 +79,7 @@ def verify_issued_token(state: EmulatorState, token: str, *, now: float) -> dict
 
 
 def _number(claims: dict[str, Any], name: str) -> float | None:
-    value = claims.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise IssuedTokenError("malformed", f"The '{name}' claim is not a number.")
-    return float(value)
+    try:
+        return number_claim(claims, name)
+    except ValueError as exc:
+        raise IssuedTokenError("malformed", str(exc)) from None
