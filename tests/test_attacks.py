@@ -20,12 +20,14 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import Encoding
 from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
 from entra_guard import AuthOutcome, EntraAuthMiddleware, TokenValidator
 from entra_guard.testing import REMOVE, EntraEmulator
 from tests.asgi import get_with_token
+from tests.docserver import DocumentServer
 from tests.support import assemble, b64, segments
 
 OTHER_TENANT = "add29489-7269-41f4-8841-b63c95564420"
@@ -192,3 +194,26 @@ async def test_attack(idp: EntraEmulator, attack: Attack, caplog: pytest.LogCapt
         assert headers[b"www-authenticate"].startswith(b'Bearer error="invalid_token"')
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # nothing unexpected
     await validator.aclose()
+
+
+@pytest.mark.parametrize("member", ["jku", "x5u"])
+async def test_jku_and_x5u_are_never_fetched(idp: EntraEmulator, member: str) -> None:
+    """A token pointing at the attacker's own keys, on a loopback server that records every
+    request: nothing is asked of it, and the token is refused for its key, not for the URL."""
+    forger = EntraEmulator.generate_key()
+    outcomes: list[AuthOutcome] = []
+    with DocumentServer() as server:
+        url = server.serve("/keys", {"keys": [forger.public_jwk()]})
+        if member == "x5u":
+            url = server.serve("/cert.pem", forger.certificate.public_bytes(Encoding.PEM))
+        validator = TokenValidator(idp.config(), clock=lambda: NOW)
+        middleware = EntraAuthMiddleware(ok, validator=validator, on_outcome=outcomes.append)
+        own_kid = issue(idp, roles=["r"], key=forger, headers={member: url})
+        tenant_kid = issue(
+            idp, roles=["r"], key=forger, headers={member: url, "kid": idp.current_key.kid}
+        )
+        assert (await get_with_token(middleware, own_kid))[0] == 401
+        assert (await get_with_token(middleware, tenant_kid))[0] == 401
+        await validator.aclose()
+    assert [o.reason for o in outcomes] == ["key_not_found", "invalid_signature"]
+    assert server.hits == []
