@@ -1,7 +1,8 @@
 """Fault injection over loopback: the identity provider misbehaves, the API keeps serving.
 
-Each scenario drives the middleware (ASGI, or real uvicorn where a server matters) against the
-emulator with one fault switched on, and asserts the status of every request, that nothing was
+Each scenario drives the middleware in process (httpx's ASGI transport: no server on the API's
+side) while its key store fetches from the emulator over real loopback HTTP with one fault
+switched on, and asserts the status of every request, that nothing was
 answered 500, and the fetch counts the refresh policy allows.
 """
 

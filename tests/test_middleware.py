@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,11 +19,12 @@ from starlette.testclient import TestClient
 from starlette.types import Message
 from starlette.websockets import WebSocket
 
-from entra_guard import AuthOutcome, EntraAuthMiddleware, EntraConfig, TokenValidator
+from entra_guard import AuthOutcome, EntraAuthMiddleware, EntraConfig, KeyStore, TokenValidator
 from entra_guard.middleware import STATE_KEY
 from entra_guard.starlette import principal_of, require_roles, require_scope_or_role
 from entra_guard.testing import DEFAULT_CLIENT_ID, EntraEmulator
 from tests.asgi import denial_of
+from tests.conftest import FakeClock
 
 
 async def me(request: Request) -> JSONResponse:
@@ -331,12 +331,16 @@ def test_lifespan_prefetches_keys_and_closes_the_client(entra_emulator: EntraEmu
     assert http.is_closed
 
 
-def test_one_app_serves_several_test_clients(entra_emulator: EntraEmulator) -> None:
+def test_one_app_serves_several_test_clients(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
     """Each TestClient runs the app in a new event loop (and shuts it down at the end)."""
-    app = make_app(entra_emulator.config(min_refresh_interval=1))
+    config = entra_emulator.config(min_refresh_interval=1)
+    validator = TokenValidator(config, key_store=KeyStore(config, clock=clock))
+    app = make_app(validator=validator)
 
     def new_key_token() -> str:
-        time.sleep(1.05)  # past the forced-refresh interval: the new key can be fetched
+        clock.advance(1.0)  # past the forced-refresh interval: the new key can be fetched
         entra_emulator.rotate_keys()
         return entra_emulator.issue_token(roles=["Orders.Read"])
 
@@ -347,6 +351,8 @@ def test_one_app_serves_several_test_clients(entra_emulator: EntraEmulator) -> N
     plain = TestClient(app)  # no lifespan, and a new event loop for every request
     for round_ in range(2):
         assert plain.get("/me", headers=bearer(new_key_token())).status_code == 200, round_
+    assert entra_emulator.fetch_count("jwks", version="2.0") == 5  # prefetch, then each new key
+    asyncio.run(validator.aclose())
 
 
 def test_a_shared_validator_is_not_closed_by_the_middleware(entra_emulator: EntraEmulator) -> None:
