@@ -36,6 +36,7 @@ from entra_guard.testing import (
     EntraEmulator,
 )
 from entra_guard.validation import TokenValidator
+from tests.conftest import REAL_FIXTURES, fixture_missing
 from tests.processes import CLEAN_ENV, Output, example_api, stop
 
 if TYPE_CHECKING:
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
 pytest_plugins = ["entra_guard.testing.pytest_plugin"]
 
 Version: TypeAlias = Literal["1.0", "2.0"]
-REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "entra-real"
 MSA_TENANT = "9188040d-6c67-4c5b-b112-36a304b66dad"
 #: A tenant the shared emulator is told about, besides its own.
 OTHER_TENANT = "0b7c3e1a-2f4d-4a6b-8c9d-1e2f3a4b5c6d"
@@ -62,9 +62,9 @@ V1_USER |= {"upn", "uti", "ver"}
 
 
 def real_document(name: str) -> dict[str, Any]:
-    path = REAL / name
+    path = REAL_FIXTURES / name
     if not path.is_file():
-        pytest.skip(f"real Entra fixture {path} is not available in this checkout")
+        fixture_missing(f"real Entra fixture {path} is not available in this checkout")
     document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return document
 
