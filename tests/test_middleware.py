@@ -163,15 +163,19 @@ def test_the_scheme_is_case_insensitive_and_whitespace_lenient(
     assert client.get("/me", headers={"Authorization": template.format(token)}).status_code == 200
 
 
-def test_tokens_in_the_query_string(entra_emulator: EntraEmulator, client: TestClient) -> None:
+def test_tokens_in_the_query_string(entra_emulator: EntraEmulator) -> None:
     token = entra_emulator.issue_token(roles=["Orders.Read"])
-    refused = client.get("/me", params={"access_token": token})
-    assert refused.status_code == 400
+    seen: list[AuthOutcome] = []
+    with TestClient(make_app(entra_emulator.config(), on_outcome=seen.append)) as client:
+        refused = client.get("/me", params={"access_token": token})
+    assert (refused.status_code, seen[-1].reason) == (400, "token_in_query")
+    assert refused.json()["error"] == "invalid_request"
     assert "URL" in refused.json()["error_description"]
-    with TestClient(make_app(entra_emulator.config(), accept_query_token=True)) as lenient:
+    lenient_app = make_app(entra_emulator.config(), accept_query_token=True, on_outcome=seen.append)
+    with TestClient(lenient_app) as lenient:
         assert lenient.get("/me", params={"access_token": token}).status_code == 200
         both = lenient.get("/me", params={"access_token": token}, headers=bearer(token))
-        assert both.status_code == 400
+    assert (both.status_code, seen[-1].reason) == (400, "multiple_token_methods")
 
 
 def test_an_invalid_token_is_401_invalid_token(
