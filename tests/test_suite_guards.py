@@ -1,13 +1,15 @@
-"""The suite's own guard against passing in CI by skipping: with ``CI`` set, a test whose shared
-real-token fixtures are missing errors instead of skipping.
+"""The suite's own guards: it cannot pass in CI by skipping, and SECURITY.md's table of attacks
+points at tests that exist.
 
-Each case runs pytest in a subprocess on a copy of the real-token tests placed where no
+With ``CI`` set, a test whose shared real-token fixtures are missing errors instead of skipping:
+each case runs pytest in a subprocess on a copy of the real-token tests placed where no
 ``../shared`` lies beside it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -48,3 +50,16 @@ def test_missing_real_token_fixtures_error_in_ci_and_skip_elsewhere(
         assert result.returncode == 0, result.stdout[-2000:]
         assert " skipped" in summary
         assert "error" not in summary
+
+
+def test_every_row_of_securitys_attack_table_names_a_test_that_exists() -> None:
+    text = (ROOT / "SECURITY.md").read_text(encoding="utf-8")
+    table = text[text.index("| attack | what stops it |") :].split("\n\n", 1)[0]
+    rows = table.splitlines()[2:]
+    assert len(rows) >= 20
+    for row in rows:
+        named = re.findall(r"`(tests/[a-z_]+\.py)::([a-z_0-9]+)`", row.rsplit("|", 2)[-2])
+        assert named, f"no test named for: {row[:60]}"
+        for path, test in named:
+            source = (ROOT / path).read_text(encoding="utf-8")
+            assert f"def {test}(" in source, f"{path}::{test} does not exist"
