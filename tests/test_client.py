@@ -240,7 +240,7 @@ async def test_renewal_does_not_hold_up_other_callers(env: Env, clock: FakeClock
     async with env.client(clock=clock) as client:
         first = await client.acquire_token(SCOPE)
         clock.advance(3400)  # renewal due, token still valid
-        env.idp.delay = 2.0
+        env.idp.delay = 1.0
         renewing = asyncio.create_task(client.acquire_token(SCOPE))
         for _ in range(500):  # bounded: until the renewal's request has reached the endpoint
             if env.idp.token_request_count() == 2:
