@@ -100,7 +100,8 @@ def test_specific_hostile_shapes(entra_emulator: EntraEmulator) -> None:
             ([(b"authorization", b"Bearer " + token + b" extra")], 401, "malformed_token"),
             ([(b"authorization", b"Bearer " + token[:-1])], 401, "malformed_token"),  # 341 chars
             ([(b"authorization", b"Bearer " + token[:-2])], 401, "invalid_signature"),
-            ([(b"authorization", b"Bearer " + token + b"\r\nX-Injected: 1")], 401, "malformed_token"),
+            ([(b"authorization", b"Bearer " + token + b"\r\nX-Injected: 1")], 401,
+             "malformed_token"),
             ([(b"authorization", b"")], 400, "unsupported_scheme"),
         ]  # fmt: skip
         for headers, expected, reason in cases:

@@ -25,8 +25,7 @@ from entra_guard import (
     KeysUnavailable,
     TokenValidator,
 )
-from entra_guard.testing import EntraEmulator
-from entra_guard.testing.keys import EmulatorKey
+from entra_guard.testing import EmulatorKey, EntraEmulator
 from entra_guard.validation import _MAX_HEADERS
 from tests.asgi import get_with_token
 from tests.conftest import FakeClock
