@@ -11,8 +11,9 @@ back up.
 Every answer is checked against the status its token and route call for, at the moment it was
 sent; uvicorn's resident memory is sampled, and the emulator's fetch counts are compared with
 what the refresh policy allows. The report is printed and written to ``benchmarks/SOAK.md``
-(``--no-write`` to skip). Exit status 0 only when every request got an expected status: no
-unexpected 5xx or other status, no timeout, no connection error. Linux only (``/proc``).
+(``--no-write`` to skip). Exit status 0 only when every request got an expected status (no
+unexpected 5xx or other status, no timeout, no connection error) and memory is not GROWING
+(``soak_report.memory_verdict``). Linux only (``/proc``).
 """
 
 from __future__ import annotations

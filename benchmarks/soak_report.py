@@ -76,7 +76,15 @@ class RunResult:
 
     @property
     def passed(self) -> bool:
-        return self.unexpected == 0 and self.api_died is None
+        """Every answer as expected, the API alive, and its memory not GROWING."""
+        return self.unexpected == 0 and self.api_died is None and self.memory_flat is not False
+
+    @property
+    def memory_flat(self) -> bool | None:
+        """The memory verdict (:func:`memory_verdict`); ``None`` when not judged."""
+        s = self.settings
+        verdict = memory_verdict(self.memory, warmup=s.warmup, duration=s.duration)
+        return None if verdict is None else verdict.flat
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,24 +244,26 @@ def render(result: RunResult) -> str:
     s = result.settings
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     verdict = "PASS" if result.passed else "FAIL"
-    memory = memory_verdict(result.memory, warmup=s.warmup, duration=s.duration)
-    if memory is not None:
-        verdict += f"; memory {'flat' if memory.flat else 'GROWING'}"
+    if result.memory_flat is not None:
+        verdict += f"; memory {'flat' if result.memory_flat else 'GROWING'}"
     if not s.key_events:
         verdict += " (--no-key-events: no rotation, removal or outage)"
     lines = [
         "# entra-guard soak test",
         "",
         "`python -m benchmarks.soak [--duration SECONDS] [--concurrency N] [--seed N] "
-        "[--no-write]` (from the repository root, in the venv with the `bench` extra): the "
-        "example API (`entra_guard.examples.orders_api`) in its own uvicorn process on 127.0.0.1, "
+        "[--no-key-events] [--tracemalloc FRAMES] [--no-write]` (from the repository root, in "
+        "the venv with the `bench` extra): the example API (`entra_guard.examples.orders_api`) "
+        "in its own uvicorn process on 127.0.0.1 (`benchmarks.soak_server`, which also answers "
+        "what the process holds on a second loopback port), "
         "trusting a local Entra ID emulator run by the soak with short key timings; asyncio "
         "workers (httpx, one connection each) send a mix of valid, expired, forged, garbage "
         "and missing tokens while a deterministic schedule rotates the signing key, removes "
         "the previous one, and takes the identity provider down and back up. Every answer is "
         "checked against the status its token and route call for at the moment it was sent. "
         "Exit status 0 only when none differs (no unexpected 5xx or other status, no timeout, "
-        "no connection error). This file is rewritten by each run without `--no-write`.",
+        "no connection error) and memory is not GROWING (see its verdict). This file is "
+        "rewritten by each run without `--no-write`.",
         "",
         f"## Results ({now}): {verdict}",
         "",
@@ -584,6 +594,7 @@ def _holdings(result: RunResult) -> list[str]:
             keys(held),
             f"{held.get('key_store_connections', 'n/a')}",
             f"{held.get('fds', 'n/a')}",
+            f"{held.get('threads', 'n/a')}",
             f"{held.get('tasks', 'n/a')}",
         ]
         for at, rss, held in picked
@@ -603,6 +614,7 @@ def _holdings(result: RunResult) -> list[str]:
         "keys:absent per source",
         "conns",
         "fds",
+        "threads",
         "tasks",
     ]
     return [
@@ -615,7 +627,8 @@ def _holdings(result: RunResult) -> list[str]:
         "the bytes in their allocated blocks (`sys._debugmallocstats()`); token cache: "
         "verified-token cache entries; headers: "
         "checked-header cache; conns: the key store's pooled connections; fds: open file "
-        "descriptors; tasks: asyncio tasks. Key sets, as keys:remembered-absent key ids, in "
+        "descriptors; threads: OS threads; tasks: asyncio tasks. Key sets, as "
+        "keys:remembered-absent key ids, in "
         f"this order: {', '.join(labels) or 'none'}.",
         "",
         *_table(header, table),

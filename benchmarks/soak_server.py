@@ -127,6 +127,7 @@ def stats(app: Any) -> dict[str, Any]:
         "tasks": len(asyncio.all_tasks()),
         "allocated_blocks": sys.getallocatedblocks(),
         "fds": len(os.listdir("/proc/self/fd")),
+        "threads": len(os.listdir("/proc/self/task")),
         **_pymalloc(),
     }
     if _MALLINFO is not None:
