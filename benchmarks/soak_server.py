@@ -156,11 +156,15 @@ def stats(app: Any) -> dict[str, Any]:
         }
     out["sources"] = sources
     client = store._client
-    connections = None
+    connections, pool = None, None
     if client is not None and not client.is_closed:
         pool = getattr(client._transport, "_pool", None)
         connections = None if pool is None else len(pool.connections)
     out["key_store_connections"] = connections
+    if connections and pool is not None:
+        # "<AsyncHTTPConnection ['http://127.0.0.1:1', HTTP/1.1, ACTIVE, Request Count: 1]>"
+        states = [repr(c).split(", ")[-2:] for c in pool.connections]
+        out["key_store_connection_states"] = sorted(" ".join(s).strip("]>") for s in states)
     return out
 
 
