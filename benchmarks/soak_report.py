@@ -582,6 +582,9 @@ def _holdings(result: RunResult) -> list[str]:
         [
             f"{at:.0f}",
             f"{rss / _MB:.2f}",
+            mb(held, "rss_heap"),
+            mb(held, "rss_anon"),
+            mb(held, "rss_file"),
             mb(held, "traced"),
             mb(held, "tracemalloc_overhead"),
             mb(held, "heap_in_use"),
@@ -602,6 +605,9 @@ def _holdings(result: RunResult) -> list[str]:
     header = [
         "s",
         "RSS MB",
+        "heap RSS",
+        "anon RSS",
+        "file RSS",
         "traced MB",
         "tm own MB",
         "heap used MB",
@@ -621,6 +627,8 @@ def _holdings(result: RunResult) -> list[str]:
         "### What the API process held (attribution)",
         "",
         "Read from inside the API process (`benchmarks.soak_server`) at the memory samples. "
+        "heap / anon / file RSS: resident MB of glibc's `[heap]`, of anonymous mappings "
+        "(pymalloc arenas, large blocks, stacks) and of files (`/proc/self/smaps`); "
         "traced: tracemalloc's current size; tm own: tracemalloc's own memory; heap used / "
         "free: glibc `mallinfo2` (in use incl. mmapped, free in the heap); py blocks: "
         "`sys.getallocatedblocks()`; arenas, pymalloc used: pymalloc's arenas (1 MiB each) and "

@@ -109,6 +109,33 @@ def _pymalloc() -> dict[str, int]:
     return out
 
 
+def _resident() -> dict[str, int]:
+    """Resident bytes by kind of mapping (``/proc/self/smaps``): glibc's ``[heap]``, anonymous
+    mappings (pymalloc's 1 MiB arenas, large mallocs, thread stacks) and files (code)."""
+    out = {"rss_heap": 0, "rss_anon": 0, "rss_file": 0}
+    kind = "rss_anon"
+    try:
+        with open("/proc/self/smaps", encoding="ascii", errors="replace") as smaps:
+            for line in smaps:
+                first = line.split(maxsplit=6)
+                if not first:
+                    continue
+                if "-" in first[0] and len(first) >= 5:  # a mapping's header line
+                    path = first[5].strip() if len(first) > 5 else ""
+                    kind = (
+                        "rss_heap"
+                        if path == "[heap]"
+                        else "rss_anon"
+                        if not path or path.startswith("[")
+                        else "rss_file"
+                    )
+                elif first[0] == "Rss:":
+                    out[kind] += int(first[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return {}
+    return out
+
+
 def _middleware(app: Any) -> Any:
     """The ``EntraAuthMiddleware`` instance in the app's built middleware stack, or ``None``."""
     node = getattr(app, "middleware_stack", None)
@@ -129,6 +156,7 @@ def stats(app: Any) -> dict[str, Any]:
         "fds": len(os.listdir("/proc/self/fd")),
         "threads": len(os.listdir("/proc/self/task")),
         **_pymalloc(),
+        **_resident(),
     }
     if _MALLINFO is not None:
         info = _MALLINFO()
