@@ -8,6 +8,13 @@ process with short key timings, so that refreshes happen during the run. Workers
 the signing key, removes the key signed with before, and takes the identity provider down and
 back up.
 
+The API runs under ``benchmarks.soak_server``, which also answers, on a second loopback port,
+what the process holds (caches, key sets, connections, tasks, allocator figures): the report's
+attribution table. ``--no-key-events`` sends the same traffic with no rotation, removal or
+outage, to tell growth that follows key events from growth that follows requests;
+``--tracemalloc N`` adds tracemalloc's top growers over the load (its own memory then shows in
+RSS, and is reported).
+
 Every answer is checked against the status its token and route call for, at the moment it was
 sent; uvicorn's resident memory is sampled, and the emulator's fetch counts are compared with
 what the refresh policy allows. The report is printed and written to ``benchmarks/SOAK.md``
