@@ -33,6 +33,7 @@ import logging
 import math
 import random
 import re
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -153,6 +154,7 @@ class KeyStore:
         self._owns_client = http_client is None
         self._client = http_client
         self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._ssl_context: ssl.SSLContext | None = None
         #: Owned clients retired after a timed-out fetch, closed once no fetch is running.
         self._retired: list[httpx.AsyncClient] = []
         #: The API's client ids (the GUIDs among the audiences), lower case: their app-specific
@@ -361,10 +363,17 @@ class KeyStore:
                 timeout=httpx.Timeout(self._config.fetch_timeout),
                 headers={"Accept": "application/json"},
                 limits=httpx.Limits(max_keepalive_connections=0),
-                verify=self._config.ssl_context or True,
+                verify=self._tls(),
             )
             self._client_loop = loop
         return self._client
+
+    def _tls(self) -> ssl.SSLContext:
+        """One TLS context for every client the store makes: loading the CA bundle costs
+        about a megabyte of OpenSSL memory, not to be paid again for each client."""
+        if self._ssl_context is None:
+            self._ssl_context = self._config.ssl_context or httpx.create_ssl_context()
+        return self._ssl_context
 
     def _retire_client(self) -> None:
         """After a timed-out fetch: fetches from now on use a new client (see the class)."""
