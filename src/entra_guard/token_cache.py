@@ -16,11 +16,9 @@ is most of what validating costs. The rules that keep this safe:
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from typing import NamedTuple
 
-from cachetools import LRUCache
-
-from entra_guard.config import TokenVersion
 from entra_guard.discovery import KeySet, KeyStore, SigningKey
 from entra_guard.principal import EntraPrincipal
 
@@ -28,52 +26,58 @@ __all__ = ["VerifiedToken", "VerifiedTokenCache"]
 
 
 class VerifiedToken(NamedTuple):
-    """One validated token; a tuple because one is built for every fresh token."""
+    """One validated token: what a hit needs, and nothing else (the version and ``exp`` are the
+    principal's). A tuple because one is built, and kept, for every fresh token."""
 
     principal: EntraPrincipal
-    version: TokenVersion
     keyset: KeySet
     key: SigningKey
     not_before: float  # the later of nbf and iat, or -inf
-    expires: float
 
 
 class VerifiedTokenCache:
     """Bounded memory of fully validated tokens; see the module docstring for the rules."""
 
     def __init__(self, maxsize: int, *, leeway: float) -> None:
-        self._entries: LRUCache[bytes, VerifiedToken] = LRUCache(maxsize=maxsize)
+        # Least recently used first: a hit moves its entry to the end, a full cache drops the
+        # first. The standard library's C OrderedDict does both in O(1).
+        self._entries: OrderedDict[bytes, VerifiedToken] = OrderedDict()
+        self._maxsize = maxsize
         self._leeway = leeway
 
     @staticmethod
-    def digest(token: str) -> bytes:
-        return hashlib.sha256(token.encode()).digest()
+    def digest(token: str | bytes) -> bytes:
+        """SHA-256 of the whole token (its ASCII text)."""
+        return hashlib.sha256(token.encode() if isinstance(token, str) else token).digest()
 
     def get(self, digest: bytes, *, now: float, keys: KeyStore) -> EntraPrincipal | None:
         """The principal of a still-valid entry, or ``None`` (and the entry is gone)."""
-        try:
-            entry = self._entries[digest]  # cheaper than .get() in cachetools
-        except KeyError:
+        entry = self._entries.get(digest)
+        if entry is None:
             return None
-        leeway = self._leeway
+        principal, leeway = entry.principal, self._leeway
         if (
-            now < entry.expires + leeway
+            now < principal.expires_on + leeway
             and entry.not_before <= now + leeway
-            and keys.is_current(entry.version, entry.keyset, entry.key)
+            and keys.is_current(principal.version, entry.keyset, entry.key)
         ):
-            return entry.principal
-        self._entries.pop(digest, None)
+            self._entries.move_to_end(digest)
+            return principal
+        del self._entries[digest]
         return None
 
     def forget(self, digest: bytes) -> None:
         self._entries.pop(digest, None)
 
     def put(self, digest: bytes, entry: VerifiedToken) -> None:
-        self._entries[digest] = entry
+        entries = self._entries
+        entries[digest] = entry
+        if len(entries) > self._maxsize:
+            entries.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._entries)
 
     @property
     def maxsize(self) -> int:
-        return int(self._entries.maxsize)
+        return self._maxsize
