@@ -155,11 +155,9 @@ def _json_like(draw: st.DrawFn, depth: int = 0) -> str:
     if depth > 3 or draw(st.booleans()):
         return draw(_scalars)
     if draw(st.booleans()):
-        items = draw(st.lists(_json_like(depth + 1), max_size=3))  # type: ignore[call-arg]
+        items = draw(st.lists(_json_like(depth + 1), max_size=3))
         return "[" + ",".join(items) + "]"
-    members = draw(
-        st.lists(st.tuples(_names, _json_like(depth + 1)), max_size=4)  # type: ignore[call-arg]
-    )
+    members = draw(st.lists(st.tuples(_names, _json_like(depth + 1)), max_size=4))
     return "{" + ",".join(f'"{name}":{value}' for name, value in members) + "}"
 
 
