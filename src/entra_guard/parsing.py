@@ -113,10 +113,10 @@ def decode_json(segment: str | bytes, what: str) -> dict[str, Any]:
 def load_object(raw: bytes, what: str) -> dict[str, Any]:
     """UTF-8 ``raw`` holding one JSON object, strictly (see the module docstring)."""
     try:
-        # cache_mode="all": equal strings (claim names, tenant, audience) become one object,
-        # so remembered claims share them; jiter's cache is bounded.
+        # cache_mode="keys": one object per member name across tokens. Not "all": values
+        # like uti are unique, and a cache of them would only hold memory.
         value = jiter.from_json(
-            raw, allow_inf_nan=False, catch_duplicate_keys=True, cache_mode="all"
+            raw, allow_inf_nan=False, catch_duplicate_keys=True, cache_mode="keys"
         )
     except ValueError:
         value = _standard_library(raw, what)

@@ -231,16 +231,33 @@ def _permissions(roles: Any, scp: Any) -> tuple[frozenset[str], frozenset[str], 
     return found
 
 
+def _shared_text(value: Any) -> Any:
+    """One object for the tenant and client ids of many tokens (few distinct values)."""
+    if type(value) is not str:  # from_claims takes claims as given
+        return value
+    found = _texts.get(value)
+    if found is None:
+        if len(_texts) >= _MAX_SHARED:
+            _texts.clear()
+        found = _texts[value] = value
+    return found
+
+
+_texts: dict[str, str] = {}
+
+
 def _from_claims(
     claims: Mapping[str, Any], kept: Mapping[str, Any], version: TokenVersion, client_id: str
 ) -> EntraPrincipal:
     get = claims.get
     roles, scopes, permissions = _permissions(get("roles"), get("scp"))
     oid, sub, name = get("oid"), get("sub"), get("name")
+    if sub == oid:  # one object when they are equal (v1 tokens, app-only tokens)
+        sub = oid
     username = get("preferred_username") or get("upn")
     principal: EntraPrincipal = object.__new__(EntraPrincipal)
-    _set_tenant_id(principal, claims["tid"])
-    _set_client_id(principal, client_id)
+    _set_tenant_id(principal, _shared_text(claims["tid"]))
+    _set_client_id(principal, _shared_text(client_id))
     _set_object_id(principal, oid if isinstance(oid, str) else None)
     _set_subject(principal, sub if isinstance(sub, str) else None)
     _set_roles(principal, roles)
