@@ -181,3 +181,20 @@ async def test_a_remembered_principal_keeps_every_claim(entra_emulator: EntraEmu
             principal.claims["roles"] = ["admin"]  # type: ignore[index]
     assert principal == await check.validate(token)
     await check.aclose()
+
+
+async def test_a_full_cache_drops_its_least_recently_used_64th(
+    entra_emulator: EntraEmulator,
+) -> None:
+    check = validator_for(entra_emulator, token_cache_size=128)
+    tokens = [entra_emulator.issue_token(roles=["r"], claims={"uti": str(i)}) for i in range(129)]
+    principals = [await check.validate(token) for token in tokens[:128]]
+    assert await check.validate(tokens[0]) is principals[0]  # a hit: the most recent now
+    await check.validate(tokens[128])  # 129 entries: the two least recently used go
+    assert check.cache is not None
+    assert len(check.cache) == 127
+    assert await check.validate(tokens[0]) is principals[0]
+    assert await check.validate(tokens[3]) is principals[3]
+    assert await check.validate(tokens[1]) is not principals[1]  # validated in full again
+    assert await check.validate(tokens[2]) is not principals[2]
+    await check.aclose()

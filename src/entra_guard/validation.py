@@ -153,7 +153,7 @@ class TokenValidator:
             payload=payload,
         )
         nbf, iat = claims.get("nbf", -math.inf), claims.get("iat", -math.inf)
-        return VerifiedToken(principal, keyset, key, max(nbf, iat))
+        return VerifiedToken(principal, keyset, key, float(max(nbf, iat)))  # a float is smaller
 
     async def _decide_tenant(self, tid: str) -> bool:
         decide, decisions = self.config.tenant_allowed, self._tenant_decisions
@@ -225,7 +225,8 @@ class TokenValidator:
             raise InvalidToken(
                 "version_not_accepted", "The token's version ('ver') is not accepted"
             )
-        return cast("TokenVersion", version)
+        # Our own constant, not the token's string: a cached principal keeps no copy of it.
+        return "2.0" if version == "2.0" else "1.0"
 
     @staticmethod
     def verify_signature(
