@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import base64
 import json
 
 import pytest
@@ -8,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from entra_guard import InvalidToken
-from entra_guard.parsing import decode_segment, load_object, parse_token
+from entra_guard.parsing import load_object, parse_token
 from tests.support import b64
 
 LIMIT = 16 * 1024
@@ -196,15 +195,3 @@ def test_the_parser_agrees_with_the_standard_library(text: str) -> None:
     else:
         # NaN never gets here (refused); repr compares -0.0 and inf exactly.
         assert repr(value) == repr(expected)
-
-
-@given(st.binary(max_size=300), st.integers(min_value=0, max_value=63))
-def test_segments_decode_as_the_standard_library_decodes_them(data: bytes, last: int) -> None:
-    text = b64(data)
-    if len(text) % 4 > 1:
-        # Also with other trailing bits than an encoder writes: decoders ignore them alike.
-        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-        text = text[:-1] + alphabet[last]
-    expected = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    assert decode_segment(text) == expected
-    assert decode_segment(text.encode("ascii")) == expected
