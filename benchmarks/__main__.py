@@ -73,8 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     share = others / (seconds * (os.cpu_count() or 1))
     if share > _BUSY_MACHINE:
         ctx.note(
-            f"Other processes used {share:.0%} of the machine's CPU during this run: figures "
-            "are noisier than on a quiet machine (see the spread in results.json)."
+            f"Other processes used {share:.0%} of the machine's CPU during this run (the line "
+            "'CPU taken by other processes' above): microseconds are slower and noisier than "
+            "on a quiet machine (see the spread in results.json), so compare the ratios, which "
+            "are measured in the same rounds, and rerun on a quiet machine for absolute figures."
         )
 
     print()
