@@ -75,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         ctx.note(
             f"Other processes used {share:.0%} of the machine's CPU during this run (the line "
             "'CPU taken by other processes' above): microseconds are slower and noisier than "
-            "on a quiet machine (see the spread in results.json), so compare the ratios, which "
-            "are measured in the same rounds, and rerun on a quiet machine for absolute figures."
+            "on a quiet machine (see the spread in results.json); the ratios, measured in the "
+            "same rounds, are steadier, but Python slows down more than the RSA floor, so "
+            "rerun on a quiet machine before reading the targets."
         )
 
     print()

@@ -237,9 +237,10 @@ exact.
   price of appearing in the OpenAPI document. The table's "do-nothing dependency level" row
   shows the same in time.
 - **The middleware inside FastAPI and inside Starlette.** It runs the same instructions in
-  both: 83.4k over Starlette without auth, 83.8k over FastAPI without auth (before this
-  round's changes), and callgrind's cache and branch simulation gives it the same misses in
-  both (about +900 D1 read misses, +1,600 I1 misses). Nothing of ours runs only under
+  both, within run-to-run noise: 78k and 83k over Starlette without auth, 80k, 84k and 94k
+  over FastAPI without auth (callgrind runs of 100 requests, before this round's changes), and
+  callgrind's cache and branch simulation gives it the same misses in both (about +900 D1
+  read misses and +1,600 I1 misses per request). Nothing of ours runs only under
   FastAPI: no scope copy, no state object, no per-request work depending on the framework. In
   wall-clock time the same instructions run slower inside the bigger app (in the previous
   published run, fastest round against fastest round: 7.7 µs in Starlette, 13.7 µs in FastAPI),
@@ -265,9 +266,13 @@ exact.
   figure of ~250 µs fits a shorter token or a faster machine; with the same token and
   machine, the ratios in this table are what compares like with like.
 - **Where the targets are missed**, the rows say by how much; the profile above is where the
-  time goes: FastAPI's own charge for a dependency level (~7 µs on this kind of machine) is
-  most of what the FastAPI route's requirement costs, and the validator's fresh path (issue
-  12's lean fresh path) is most of the fresh-token overhead.
+  time goes: FastAPI's own charge for a dependency level (the do-nothing row) is nearly all
+  that the route's requirement adds, the validator's cache hit is most of the middleware's
+  cost with a repeated token, and the validator's fresh path (issue 12's lean fresh path,
+  in the validator rows) is most of the fresh-token overhead. On a busy machine the Python
+  parts slow down more than the RSA floor (here RSA took about twice its quiet time, FastAPI
+  without auth about three times), so every "x RSA verify" ratio is worse than on a quiet
+  machine: rerun there before reading the targets.
 """
 
 _METHOD = """\
