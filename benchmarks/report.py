@@ -222,7 +222,7 @@ are the project's goals and nothing fails on time.
 """
 
 _FINDINGS = """\
-## What the profiles show (issue 12)
+## What the profiles show
 
 Instruction counts below are callgrind's (valgrind 3.19, CPython 3.11.7), per request, from
 in-process ASGI calls with a cached token: repeatable whatever else runs on the machine.
@@ -244,13 +244,15 @@ exact.
   FastAPI: no scope copy, no state object, no per-request work depending on the framework. In
   wall-clock time the same instructions run slower inside the bigger app (in the previous
   published run, fastest round against fastest round: 7.7 µs in Starlette, 13.7 µs in FastAPI),
-  which is the processor's caches, not our code. What was ours to remove, the glue around
+  which is the processor's caches, not our code (that run is the one published on 2026-11-26,
+  commit 65ca70f; its figures are not the table's). What was ours to remove, the glue around
   the validator, went from 32.6k to 25.0k instructions: the app now runs inline (one
   coroutine less per request), one send watcher with no type test, the bearer token parsed
   with one copy and no query-string parser for an empty query, and a slotted `IncomingToken`
   instead of a frozen dataclass. The validator's cache hit (54k, most of it the token's
   SHA-256 under valgrind) is the rest.
-- **The peer's 639 µs.** Its per-request code does not depend on how it was configured: the
+- **The peer's 639 µs** (the overhead the run of 2026-11-26, commit 65ca70f, published; the
+  table above is a later run). Its per-request code does not depend on how it was configured: the
   base class with `openid_config_url` (what this file used before) runs 3.13M instructions
   over FastAPI without auth, the documented single-tenant class with the role dependency
   3.27M (the role check is a second dependency level). It never refetches its configuration
@@ -264,12 +266,15 @@ exact.
   instructions per parse of a 1,323-character token, more than two RSA verifies' worth, so
   about 70% of the peer's instructions, growing with the token's length. An independent
   figure of ~250 µs fits a shorter token or a faster machine; with the same token and
-  machine, the ratios in this table are what compares like with like.
+  machine, the ratios in this table are what compares like with like. The peer keeps no
+  verified-token cache: with a repeated token it verifies in full every time, so the
+  repeated-token row compares entra-guard's cache hit with the peer's whole verification, and
+  the fresh-token row compares full verification with full verification.
 - **Where the targets are missed**, the rows say by how much; the profile above is where the
   time goes: FastAPI's own charge for a dependency level (the do-nothing row) is nearly all
   that the route's requirement adds, the validator's cache hit is most of the middleware's
-  cost with a repeated token, and the validator's fresh path (issue 12's lean fresh path,
-  in the validator rows) is most of the fresh-token overhead. On a busy machine the Python
+  cost with a repeated token, and the validator's fresh path (the validator rows take it apart
+  into its stages) is most of the fresh-token overhead. On a busy machine the Python
   parts slow down more than the RSA floor (here RSA took about twice its quiet time, FastAPI
   without auth about three times), so every "x RSA verify" ratio is worse than on a quiet
   machine: rerun there before reading the targets.
