@@ -8,11 +8,19 @@ process with short key timings, so that refreshes happen during the run. Workers
 the signing key, removes the key signed with before, and takes the identity provider down and
 back up.
 
+The API runs under ``benchmarks.soak_server``, which also answers, on a second loopback port,
+what the process holds (caches, key sets, connections, tasks, allocator figures): the report's
+attribution table. ``--no-key-events`` sends the same traffic with no rotation, removal or
+outage, to tell growth that follows key events from growth that follows requests;
+``--tracemalloc N`` adds tracemalloc's top growers over the load (its own memory then shows in
+RSS, and is reported).
+
 Every answer is checked against the status its token and route call for, at the moment it was
 sent; uvicorn's resident memory is sampled, and the emulator's fetch counts are compared with
 what the refresh policy allows. The report is printed and written to ``benchmarks/SOAK.md``
-(``--no-write`` to skip). Exit status 0 only when every request got an expected status: no
-unexpected 5xx or other status, no timeout, no connection error. Linux only (``/proc``).
+(``--no-write`` to skip). Exit status 0 only when every request got an expected status (no
+unexpected 5xx or other status, no timeout, no connection error) and memory is not GROWING
+(``soak_report.memory_verdict``). Linux only (``/proc``).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
+import json
 import math
 import os
 import random
@@ -36,7 +45,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import httpx
 
@@ -77,6 +86,10 @@ _STOP_TIMEOUT = 10.0
 _OVERRUN = 60.0
 _MAX_REQUESTS_PER_SECOND = 20_000  # per worker: bounds each worker's loop by count as well
 _LOG_LIMIT = 1 << 20
+#: tracemalloc in the API process: off by default, so that the verdict run's RSS is the API's
+#: own; ``--tracemalloc N`` turns it on with N frames per allocation, for attribution.
+DEFAULT_TRACEMALLOC_FRAMES: Final = 0
+_STATS_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,15 +105,29 @@ class Settings:
     last_known_good: float = LAST_KNOWN_GOOD
     fetch_timeout: float = FETCH_TIMEOUT
     request_timeout: float = REQUEST_TIMEOUT
+    #: False: the same traffic with no rotation, removal or outage (``--no-key-events``).
+    key_events: bool = True
+    #: Frames per traced allocation in the API process; 0 turns tracemalloc off.
+    tracemalloc_frames: int = DEFAULT_TRACEMALLOC_FRAMES
 
     @classmethod
-    def for_run(cls, *, duration: float, concurrency: int, seed: int) -> Settings:
+    def for_run(
+        cls,
+        *,
+        duration: float,
+        concurrency: int,
+        seed: int,
+        key_events: bool = True,
+        tracemalloc_frames: int = 0,
+    ) -> Settings:
         low, high = _STEP_BOUNDS
         step = min(high, max(low, duration / _STEPS_PER_RUN))
         return cls(
             duration=duration,
             concurrency=concurrency,
             seed=seed,
+            key_events=key_events,
+            tracemalloc_frames=tracemalloc_frames,
             step=step,
             refresh_interval=round(step * 2 / 3, 1),
             min_refresh_interval=round(step / 3, 1),
@@ -167,6 +194,8 @@ class Api:
     port: int
     log: Path
     started: float  # monotonic
+    #: Loopback port of ``benchmarks.soak_server``'s stats (what the process holds).
+    stats_port: int
 
     @property
     def url(self) -> str:
@@ -183,30 +212,26 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def serve_api(settings: Settings, idp: EntraEmulator, log: Path) -> Iterator[Api]:
     """The example API in its own uvicorn process; terminated on the way out, whatever happens."""
-    port = _free_port()
+    port, stats_port = _free_port(), _free_port()
     with log.open("wb") as sink:
         process = subprocess.Popen(  # noqa: S603  # our own interpreter, fixed arguments
             [
                 sys.executable,
                 "-m",
-                "uvicorn",
-                "entra_guard.examples.orders_api:app",
-                "--host",
-                "127.0.0.1",
+                "benchmarks.soak_server",
                 "--port",
                 str(port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-                "--timeout-graceful-shutdown",
-                "5",
+                "--stats-port",
+                str(stats_port),
+                "--tracemalloc-frames",
+                str(settings.tracemalloc_frames),
             ],
             cwd=ROOT,
             env=settings.api_environment(idp),
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
-    api = Api(process, port, log, time.monotonic())
+    api = Api(process, port, log, time.monotonic(), stats_port)
     try:
         _wait_ready(api)
         yield api
@@ -240,6 +265,26 @@ def _tail(log: Path, lines: int = 30) -> str:
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+async def ask(api: Api, command: str) -> Any:
+    """One command to the API process's stats port (``benchmarks.soak_server``); its JSON answer,
+    or ``None`` when it does not answer."""
+    try:
+        line = await asyncio.wait_for(_exchange(api.stats_port, command), _STATS_TIMEOUT)
+        return json.loads(line) if line else None
+    except (OSError, asyncio.TimeoutError, ValueError):
+        return None
+
+
+async def _exchange(port: int, command: str) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(command.encode() + b"\n")
+        await writer.drain()
+        return await reader.readline()
+    finally:
+        writer.close()
 
 
 def rss_bytes(pid: int) -> int | None:
@@ -306,6 +351,8 @@ class Live:
     #: Soak time since which the identity provider has been down, or None.
     down_since: float | None = None
     memory: list[tuple[float, int]] = field(default_factory=list)
+    #: At each memory sample: what the API process holds (``benchmarks.soak_server.stats``).
+    holdings: list[tuple[float, int, dict[str, Any]]] = field(default_factory=list)
     rss_start: int | None = None
     api_died: str | None = None
     interrupted: bool = False
@@ -424,6 +471,7 @@ async def _sample(live: Live) -> None:
     warm_at = live.t0 + live.settings.warmup
     for _ in range(int(live.settings.duration / interval) + 2):
         if live.rss_start is None and time.monotonic() >= warm_at:
+            await ask(live.api, "mark")  # tracemalloc's baseline: the start of the load
             live.rss_start = rss_bytes(pid)
         rss = rss_bytes(pid)
         code = live.api.process.poll()
@@ -432,6 +480,9 @@ async def _sample(live: Live) -> None:
             live.halt()
             return
         live.memory.append((live.now(), rss))
+        held = await ask(live.api, "stats")
+        if held is not None:
+            live.holdings.append((live.now(), rss, held))
         next_at = min(live.end, time.monotonic() + interval)
         if live.rss_start is None:
             next_at = min(next_at, warm_at)
@@ -502,7 +553,7 @@ def _preflight(live: Live) -> None:
 
 
 def run(settings: Settings) -> RunResult:
-    schedule = build_schedule(settings.duration, settings.step)
+    schedule = build_schedule(settings.duration, settings.step) if settings.key_events else []
     forger = EntraEmulator.generate_key()
     with contextlib.ExitStack() as stack:
         idp = EntraEmulator().start()
@@ -530,6 +581,10 @@ def run(settings: Settings) -> RunResult:
             if live.interrupted:
                 raise KeyboardInterrupt
             rss_end = rss_bytes(api.process.pid)
+            growers = asyncio.run(ask(api, "growers")) or []
+            final = asyncio.run(ask(api, "stats"))
+            if final is not None and rss_end is not None:
+                live.holdings.append((live.now(), rss_end, final))
             cpu_after = cpu_seconds(api.process.pid)
             soak_cpu = time.process_time() - soak_cpu_before
             api_seconds = time.monotonic() - api.started
@@ -559,6 +614,8 @@ def run(settings: Settings) -> RunResult:
         load_before=load_before,
         log_lines=log_lines,
         log_top=log_top,
+        holdings=live.holdings,
+        growers=growers,
     )
 
 
@@ -601,19 +658,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-write", action="store_true", help=f"print the report only; leave {REPORT.name}"
     )
+    parser.add_argument(
+        "--no-key-events",
+        action="store_true",
+        help="the same traffic with no key rotation, removal or identity provider outage "
+        "(to tell growth that follows key events from growth that follows requests)",
+    )
+    parser.add_argument(
+        "--tracemalloc",
+        type=int,
+        default=DEFAULT_TRACEMALLOC_FRAMES,
+        metavar="FRAMES",
+        help="trace the API's allocations with FRAMES frames each and report the top growers "
+        "(its own memory then shows in RSS, and is reported; default 0: off)",
+    )
     args = parser.parse_args(argv)
     if not MIN_DURATION <= args.duration <= MAX_DURATION:
         parser.error(f"--duration must be between {MIN_DURATION:g} and {MAX_DURATION:g}")
     if not 1 <= args.concurrency <= MAX_CONCURRENCY:
         parser.error(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
+    if not 0 <= args.tracemalloc <= 100:
+        parser.error("--tracemalloc must be between 0 and 100 frames")
     settings = Settings.for_run(
-        duration=args.duration, concurrency=args.concurrency, seed=args.seed
+        duration=args.duration,
+        concurrency=args.concurrency,
+        seed=args.seed,
+        key_events=not args.no_key_events,
+        tracemalloc_frames=args.tracemalloc,
     )
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     print(
         f"soak: {settings.duration:g} s, {settings.concurrency} concurrent requests, chaos every "
-        f"{settings.step:g} s ...",
+        f"{settings.step:g} s{'' if settings.key_events else ' (off: --no-key-events)'} ...",
         flush=True,
     )
     try:

@@ -11,7 +11,7 @@ import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from benchmarks.soak_traffic import (
     MIX_TEXT,
@@ -26,13 +26,19 @@ from benchmarks.soak_traffic import (
 if TYPE_CHECKING:
     from benchmarks.soak import Settings
 
-__all__ = ["RunResult", "render", "write"]
+__all__ = ["MemoryVerdict", "RunResult", "memory_verdict", "render", "write"]
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 _PACKAGES: Final = ("entra-guard", "uvicorn", "fastapi", "starlette", "h11", "httpx", "pyjwt")
-#: RSS growth from the start (after warm-up) to the end below which memory counts as flat.
-FLAT_MEMORY_BYTES: Final = 5 * 1024 * 1024
 _MB = 1024 * 1024
+#: Memory counts as flat when RSS grows at most this much over the final hour of a run of two
+#: hours or more (the issue 14 rule); shorter runs judge their last half at the same rate,
+#: never below ``FLAT_FLOOR_BYTES`` (so a few pages of noise do not fail a short run).
+FLAT_PER_HOUR_BYTES: Final = 1 * _MB
+FLAT_FLOOR_BYTES: Final = _MB // 4
+#: Runs at least this long judge their final hour; shorter ones their last half.
+LONG_RUN: Final = 7200.0
+_HOUR = 3600.0
 _ROUTES: Final = ("GET /orders", "POST /orders")
 
 
@@ -55,6 +61,10 @@ class RunResult:
     load_before: tuple[float, float, float]
     log_lines: int = 0
     log_top: list[tuple[str, int]] = field(default_factory=list)
+    #: At each memory sample: (soak seconds, RSS bytes, what the API process held).
+    holdings: list[tuple[float, int, dict[str, Any]]] = field(default_factory=list)
+    #: tracemalloc's top growers from the start of the load to its end (empty when off).
+    growers: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def unexpected(self) -> int:
@@ -66,7 +76,59 @@ class RunResult:
 
     @property
     def passed(self) -> bool:
-        return self.unexpected == 0 and self.api_died is None
+        """Every answer as expected, the API alive, and its memory not GROWING."""
+        return self.unexpected == 0 and self.api_died is None and self.memory_flat is not False
+
+    @property
+    def memory_flat(self) -> bool | None:
+        """The memory verdict (:func:`memory_verdict`); ``None`` when not judged."""
+        s = self.settings
+        verdict = memory_verdict(self.memory, warmup=s.warmup, duration=s.duration)
+        return None if verdict is None else verdict.flat
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryVerdict:
+    flat: bool
+    #: Soak seconds where the judged window begins and ends.
+    since: float
+    until: float
+    #: RSS growth over the window (least-squares slope times its length), bytes.
+    growth: float
+    #: The most growth the window may show and count as flat, bytes.
+    allowed: float
+
+
+def memory_verdict(
+    samples: list[tuple[float, int]], *, warmup: float, duration: float
+) -> MemoryVerdict | None:
+    """Whether RSS has levelled off: flat over the final hour (runs of ``LONG_RUN`` or more) or
+    the last half after warm-up (shorter runs), allowing ``FLAT_PER_HOUR_BYTES`` per hour of
+    window and at least ``FLAT_FLOOR_BYTES``.
+
+    ``samples`` are (seconds, RSS bytes). The growth is the least-squares slope over the
+    window times its length, so that one noisy sample at either end decides nothing, while a
+    growth that continues (even slowing) shows. ``None`` with fewer than 3 samples in the window.
+    """
+    settled = [(at, rss) for at, rss in samples if at >= warmup]
+    if not settled:
+        return None
+    end = settled[-1][0]
+    span = _HOUR if duration >= LONG_RUN else (end - settled[0][0]) / 2
+    window = [(at, rss) for at, rss in settled if at >= end - span]
+    if len(window) < 3:
+        return None
+    n = len(window)
+    mean_t = sum(at for at, _ in window) / n
+    mean_r = sum(rss for _, rss in window) / n
+    var = sum((at - mean_t) ** 2 for at, _ in window)
+    if var == 0:
+        return None
+    slope = sum((at - mean_t) * (rss - mean_r) for at, rss in window) / var
+    length = window[-1][0] - window[0][0]
+    growth = slope * length
+    allowed = max(FLAT_FLOOR_BYTES, FLAT_PER_HOUR_BYTES * length / _HOUR)
+    return MemoryVerdict(growth <= allowed, window[0][0], window[-1][0], growth, allowed)
 
 
 def write(path: Path, report: str) -> None:
@@ -182,19 +244,26 @@ def render(result: RunResult) -> str:
     s = result.settings
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     verdict = "PASS" if result.passed else "FAIL"
+    if result.memory_flat is not None:
+        verdict += f"; memory {'flat' if result.memory_flat else 'GROWING'}"
+    if not s.key_events:
+        verdict += " (--no-key-events: no rotation, removal or outage)"
     lines = [
         "# entra-guard soak test",
         "",
         "`python -m benchmarks.soak [--duration SECONDS] [--concurrency N] [--seed N] "
-        "[--no-write]` (from the repository root, in the venv with the `bench` extra): the "
-        "example API (`entra_guard.examples.orders_api`) in its own uvicorn process on 127.0.0.1, "
+        "[--no-key-events] [--tracemalloc FRAMES] [--no-write]` (from the repository root, in "
+        "the venv with the `bench` extra): the example API (`entra_guard.examples.orders_api`) "
+        "in its own uvicorn process on 127.0.0.1 (`benchmarks.soak_server`, which also answers "
+        "what the process holds on a second loopback port), "
         "trusting a local Entra ID emulator run by the soak with short key timings; asyncio "
         "workers (httpx, one connection each) send a mix of valid, expired, forged, garbage "
         "and missing tokens while a deterministic schedule rotates the signing key, removes "
         "the previous one, and takes the identity provider down and back up. Every answer is "
         "checked against the status its token and route call for at the moment it was sent. "
         "Exit status 0 only when none differs (no unexpected 5xx or other status, no timeout, "
-        "no connection error). This file is rewritten by each run without `--no-write`.",
+        "no connection error) and memory is not GROWING (see its verdict). This file is "
+        "rewritten by each run without `--no-write`.",
         "",
         f"## Results ({now}): {verdict}",
         "",
@@ -458,17 +527,140 @@ def _memory(result: RunResult) -> list[str]:
     if not samples or start is None or end is None:
         return [*lines, "- not measured", ""]
     values = [rss for _, rss in samples]
-    growth = end - start
-    flat = "flat" if growth <= FLAT_MEMORY_BYTES else "GROWING"
+    s = result.settings
+    verdict = memory_verdict(samples, warmup=s.warmup, duration=s.duration)
+    if verdict is None:
+        judged = "not judged (too few samples)"
+    else:
+        rule = "final hour" if s.duration >= LONG_RUN else "last half"
+        judged = (
+            f"{'flat' if verdict.flat else 'GROWING'}: {verdict.growth / _MB:+.2f} MB over the "
+            f"{rule} ({verdict.since:.0f} s to {verdict.until:.0f} s, least-squares slope times "
+            f"its length; allowed {verdict.allowed / _MB:.2f} MB, "
+            f"{FLAT_PER_HOUR_BYTES / _MB:g} MB per hour)"
+        )
+    frames = s.tracemalloc_frames
     lines += [
-        f"- Start (after the {result.settings.warmup:g} s warm-up): {_mb(start)}; end: "
-        f"{_mb(end)}; growth {growth / _MB:+.1f} MB: {flat} (threshold "
-        f"{FLAT_MEMORY_BYTES / _MB:g} MB)",
+        f"- Verdict: {judged}",
+        f"- Start (after the {s.warmup:g} s warm-up): {_mb(start)}; end: {_mb(end)}; growth "
+        f"{(end - start) / _MB:+.1f} MB",
         f"- During ({len(samples)} samples): min {_mb(min(values))}, max {_mb(max(values))}",
+        "- tracemalloc in the API process: "
+        + (
+            f"on ({frames} frames); its own memory is in the RSS above and in the table below "
+            "(`tm own`)"
+            if frames
+            else "off"
+        ),
     ]
     every = max(1, math.ceil(len(samples) / 12))
     series = ", ".join(f"{at:.0f} s {rss / _MB:.1f}" for at, rss in samples[::every])
-    return [*lines, f"- Samples (s, MB): {series}", ""]
+    lines += [f"- Samples (s, MB): {series}", ""]
+    return lines + _holdings(result) + _growers(result)
+
+
+def _holdings(result: RunResult) -> list[str]:
+    """What the API process held at (about 12 of) the samples: the attribution table."""
+    rows = result.holdings
+    if not rows:
+        return []
+    every = max(1, math.ceil(len(rows) / 12))
+    picked = rows[::every] if rows[-1] in rows[::every] else [*rows[::every], rows[-1]]
+    labels = sorted({label for _, _, held in rows for label in held.get("sources", {})})
+
+    def mb(held: dict[str, Any], name: str) -> str:
+        value = held.get(name)
+        return "n/a" if value is None else f"{value / _MB:.2f}"
+
+    def keys(held: dict[str, Any]) -> str:
+        sources = held.get("sources", {})
+        return " / ".join(
+            f"{sources[k]['keys']}:{sources[k]['absent']}" if k in sources else "-" for k in labels
+        )
+
+    table = [
+        [
+            f"{at:.0f}",
+            f"{rss / _MB:.2f}",
+            mb(held, "rss_heap"),
+            mb(held, "rss_anon"),
+            mb(held, "rss_file"),
+            mb(held, "traced"),
+            mb(held, "tracemalloc_overhead"),
+            mb(held, "heap_in_use"),
+            mb(held, "heap_free"),
+            f"{held.get('allocated_blocks', 'n/a')}",
+            f"{held.get('pymalloc_arenas', 'n/a')}",
+            mb(held, "pymalloc_used"),
+            f"{held.get('token_cache', 'n/a')}",
+            f"{held.get('headers', 'n/a')}",
+            keys(held),
+            f"{held.get('key_store_connections', 'n/a')}",
+            f"{held.get('fds', 'n/a')}",
+            f"{held.get('threads', 'n/a')}",
+            f"{held.get('tasks', 'n/a')}",
+        ]
+        for at, rss, held in picked
+    ]
+    header = [
+        "s",
+        "RSS MB",
+        "heap RSS",
+        "anon RSS",
+        "file RSS",
+        "traced MB",
+        "tm own MB",
+        "heap used MB",
+        "heap free MB",
+        "py blocks",
+        "arenas",
+        "pymalloc used MB",
+        "token cache",
+        "headers",
+        "keys:absent per source",
+        "conns",
+        "fds",
+        "threads",
+        "tasks",
+    ]
+    return [
+        "### What the API process held (attribution)",
+        "",
+        "Read from inside the API process (`benchmarks.soak_server`) at the memory samples. "
+        "heap / anon / file RSS: resident MB of glibc's `[heap]`, of anonymous mappings "
+        "(pymalloc arenas, large blocks, stacks) and of files (`/proc/self/smaps`); "
+        "traced: tracemalloc's current size; tm own: tracemalloc's own memory; heap used / "
+        "free: glibc `mallinfo2` (in use incl. mmapped, free in the heap); py blocks: "
+        "`sys.getallocatedblocks()`; arenas, pymalloc used: pymalloc's arenas (1 MiB each) and "
+        "the bytes in their allocated blocks (`sys._debugmallocstats()`); token cache: "
+        "verified-token cache entries; headers: "
+        "checked-header cache; conns: the key store's pooled connections; fds: open file "
+        "descriptors; threads: OS threads; tasks: asyncio tasks. Key sets, as "
+        "keys:remembered-absent key ids, in "
+        f"this order: {', '.join(labels) or 'none'}.",
+        "",
+        *_table(header, table),
+        "",
+    ]
+
+
+def _growers(result: RunResult) -> list[str]:
+    if not result.growers:
+        return []
+    rows = [
+        [
+            f"{g['size_diff'] / 1024:+.1f}",
+            f"{g['count_diff']:+d}",
+            "<br>".join(f"`{frame}`" for frame in g["frames"]),
+        ]
+        for g in result.growers
+    ]
+    return [
+        "### Top tracemalloc growers, start of load to end",
+        "",
+        *_table(["KiB", "blocks", "traceback (innermost first)"], rows),
+        "",
+    ]
 
 
 def _fetches(result: RunResult) -> list[str]:

@@ -240,12 +240,14 @@ async def test_renewal_does_not_hold_up_other_callers(env: Env, clock: FakeClock
     async with env.client(clock=clock) as client:
         first = await client.acquire_token(SCOPE)
         clock.advance(3400)  # renewal due, token still valid
-        env.idp.delay = 0.3
+        env.idp.delay = 1.0
         renewing = asyncio.create_task(client.acquire_token(SCOPE))
-        await asyncio.sleep(0.05)
-        started = time.perf_counter()
+        for _ in range(500):  # bounded: until the renewal's request has reached the endpoint
+            if env.idp.token_request_count() == 2:
+                break
+            await asyncio.sleep(0.01)
         assert await client.acquire_token(SCOPE) is first
-        assert time.perf_counter() - started < 0.1
+        assert not renewing.done()  # answered while the renewal still waits on the endpoint
         assert (await renewing).token != first.token
     assert env.idp.token_request_count() == 2
 
@@ -299,7 +301,7 @@ def test_retry_after_is_waited_for(env: Env) -> None:
     with env.client() as client:
         started = time.perf_counter()
         assert client.acquire_token_sync(SCOPE)
-    assert 0.95 <= time.perf_counter() - started < 3
+    assert time.perf_counter() - started >= 0.95  # Retry-After: 1 was waited for
     assert env.idp.token_request_count() == 2
 
 

@@ -652,3 +652,36 @@ def test_the_emulator_checks_served_versions_and_custom_signing_key(
         entra_emulator.load_registrations({"apis": [{"custom_signing_key": "yes"}]})
     loaded = entra_emulator.load_registrations({"apis": [{"custom_signing_key": True}]})
     assert loaded.apis[0].signing_key is not None
+
+
+def _open_files() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts /proc/self/fd (Linux)")
+async def test_fetches_cut_by_the_timeout_leave_no_connection_open(
+    entra_emulator: EntraEmulator,
+) -> None:
+    """A fetch cut by ``fetch_timeout`` is cancelled inside httpx; httpcore 1.0 can keep that
+    request's connection in its pool for good (encode/httpcore 1093). Four key sets refreshing
+    at once, cut at varying points of their fetches, used to leave about one socket per few
+    rounds open, without bound (issue 14's soak saw the key store's pool grow to 12)."""
+    store = KeyStore(entra_emulator.config(fetch_timeout=0.05))
+    sources = store._all_sources()
+    assert len(sources) == 4  # the tenant's and the app-specific key sets, v1 and v2
+    await asyncio.gather(*(store._refresh(source) for source in sources))  # warm: one client
+    before = _open_files()
+    try:
+        for round_ in range(60):
+            entra_emulator.delay = (round_ % 6) / 100  # 0 to 50 ms per document
+            await asyncio.gather(*(store._refresh(source) for source in sources))
+        entra_emulator.delay = 0.0
+        assert not store._refreshes_running()
+        for _ in range(50):  # the emulator's side of a closed connection closes soon after
+            if _open_files() <= before + 2:
+                break
+            await asyncio.sleep(0.02)
+        assert _open_files() <= before + 2
+    finally:
+        entra_emulator.delay = 0.0
+        await store.aclose()

@@ -36,6 +36,7 @@ from entra_guard.testing import (
     EntraEmulator,
 )
 from entra_guard.validation import TokenValidator
+from tests.conftest import REAL_FIXTURES, fixture_missing
 from tests.processes import CLEAN_ENV, Output, example_api, stop
 
 if TYPE_CHECKING:
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
 pytest_plugins = ["entra_guard.testing.pytest_plugin"]
 
 Version: TypeAlias = Literal["1.0", "2.0"]
-REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "entra-real"
 MSA_TENANT = "9188040d-6c67-4c5b-b112-36a304b66dad"
 #: A tenant the shared emulator is told about, besides its own.
 OTHER_TENANT = "0b7c3e1a-2f4d-4a6b-8c9d-1e2f3a4b5c6d"
@@ -62,9 +62,9 @@ V1_USER |= {"upn", "uti", "ver"}
 
 
 def real_document(name: str) -> dict[str, Any]:
-    path = REAL / name
+    path = REAL_FIXTURES / name
     if not path.is_file():
-        pytest.skip(f"real Entra fixture {path} is not available in this checkout")
+        fixture_missing(f"real Entra fixture {path} is not available in this checkout")
     document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return document
 
@@ -610,14 +610,25 @@ def test_fail_status(entra_emulator: EntraEmulator) -> None:
 
 
 async def test_delay_is_per_request_and_does_not_block() -> None:
+    """A delayed request waits at least the delay; five delayed requests wait side by side (all
+    five have arrived while none is answered yet), not one after another."""
     async with EntraEmulator() as idp:
         idp.delay = 0.3
         async with httpx.AsyncClient(verify=NO_TLS) as client:
             started = time.perf_counter()
-            responses = await asyncio.gather(*(client.get(idp.jwks_url()) for _ in range(5)))
-            elapsed = time.perf_counter() - started
-        assert [r.status_code for r in responses] == [200] * 5
-        assert 0.3 <= elapsed < 1.0, "five concurrent delayed requests wait side by side"
+            assert (await client.get(idp.jwks_url())).status_code == 200
+            assert time.perf_counter() - started >= 0.3
+            idp.delay = 30
+            waiting = [asyncio.create_task(client.get(idp.jwks_url())) for _ in range(5)]
+            for _ in range(500):  # bounded: at most 5 s for five requests to arrive
+                if idp.fetch_count("jwks") == 6:
+                    break
+                await asyncio.sleep(0.01)
+            assert idp.fetch_count("jwks") == 6
+            assert not any(task.done() for task in waiting)
+            idp.stop()  # answers the delayed requests at once
+            responses = await asyncio.gather(*waiting)
+        assert [r.status_code for r in responses] == [503] * 5
         with pytest.raises(ValueError, match="delay"):
             idp.delay = -1
     with pytest.raises(httpx.ConnectError):

@@ -1,7 +1,8 @@
 """Fault injection over loopback: the identity provider misbehaves, the API keeps serving.
 
-Each scenario drives the middleware (ASGI, or real uvicorn where a server matters) against the
-emulator with one fault switched on, and asserts the status of every request, that nothing was
+Each scenario drives the middleware in process (httpx's ASGI transport: no server on the API's
+side) while its key store fetches from the emulator over real loopback HTTP with one fault
+switched on, and asserts the status of every request, that nothing was
 answered 500, and the fetch counts the refresh policy allows.
 """
 
@@ -21,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from entra_guard import EntraAuthMiddleware, InvalidToken, KeyStore, TokenValidator
+from entra_guard import AuthOutcome, EntraAuthMiddleware, InvalidToken, KeyStore, TokenValidator
 from entra_guard.client import ClientSecret, ConfidentialClient, TokenRequestError
 from entra_guard.testing import EntraEmulator
 from tests.conftest import FakeClock
@@ -58,10 +59,12 @@ class Api:
         settings = idp.config(**{"fetch_timeout": 0.5, "refresh_interval": HOUR, **config})
         self.keys = KeyStore(settings, clock=clock)
         self.validator = TokenValidator(settings, key_store=self.keys)
+        #: Every decision of the middleware, in order: the reasons behind the statuses.
+        self.outcomes: list[AuthOutcome] = []
         app = Starlette(
             routes=[Route("/orders", orders), Route("/health", health)],
             middleware=[Middleware(EntraAuthMiddleware, validator=self.validator,
-                                   exclude_paths=["/health"])],
+                                   exclude_paths=["/health"], on_outcome=self.outcomes.append)],
         )  # fmt: skip
         self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://api")
 
@@ -89,7 +92,8 @@ async def test_cold_cache_idp_down_is_a_quick_503_then_recovers(
     started = time.monotonic()
     down = await api.get(token)
     elapsed = time.monotonic() - started
-    assert down.status_code == 503
+    assert (down.status_code, api.outcomes[-1].reason) == (503, "keys_unavailable")
+    assert down.json()["error"] == "temporarily_unavailable"
     assert int(down.headers["retry-after"]) >= 1
     assert elapsed < 2.0  # bounded by the 0.5 s fetch timeout, not by the fault's 2 s delay
     assert (await api.get(None, "/health")).status_code == 200  # the app keeps serving

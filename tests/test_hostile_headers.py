@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from starlette.responses import PlainTextResponse
 from starlette.types import Message, Receive, Scope, Send
 
-from entra_guard import EntraAuthMiddleware
+from entra_guard import AuthOutcome, EntraAuthMiddleware
 from entra_guard.testing import EntraEmulator
 from tests.support import assemble, b64, segments
 
@@ -85,22 +85,28 @@ def test_hostile_headers_get_400_or_401(entra_emulator: EntraEmulator) -> None:
 
 def test_specific_hostile_shapes(entra_emulator: EntraEmulator) -> None:
     async def run() -> None:
-        middleware = EntraAuthMiddleware(ok, config=entra_emulator.config())
+        outcomes: list[AuthOutcome] = []
+        middleware = EntraAuthMiddleware(
+            ok, config=entra_emulator.config(), on_outcome=outcomes.append
+        )
         token = entra_emulator.issue_token(roles=["Orders.Read"]).encode()
-        cases: list[tuple[list[tuple[bytes, bytes]], int]] = [
-            ([(b"authorization", b"Bearer " + b"x" * 100_000)], 401),  # huge
-            ([(b"authorization", "Bearer jéton".encode())], 401),  # non-ASCII
-            ([(b"authorization", b"Bearer \xff\xfe")], 401),
-            ([(b"authorization", b"Bearer " + token), (b"authorization", b"Bearer x")], 400),
-            ([(b"authorization", b"Bearer\t" + token)], 400),  # tab is not the separator
-            ([(b"authorization", b"Bearer " + token + b" extra")], 401),
-            ([(b"authorization", b"Bearer " + token[:-1])], 401),
-            ([(b"authorization", b"Bearer " + token + b"\r\nX-Injected: 1")], 401),
-            ([(b"authorization", b"")], 400),
-        ]
-        for headers, expected in cases:
+        cases: list[tuple[list[tuple[bytes, bytes]], int, str]] = [
+            ([(b"authorization", b"Bearer " + b"x" * 100_000)], 401, "token_too_large"),
+            ([(b"authorization", "Bearer jéton".encode())], 401, "malformed_token"),
+            ([(b"authorization", b"Bearer \xff\xfe")], 401, "malformed_token"),
+            ([(b"authorization", b"Bearer " + token), (b"authorization", b"Bearer x")], 400,
+             "multiple_authorization_headers"),
+            ([(b"authorization", b"Bearer\t" + token)], 400, "unsupported_scheme"),
+            ([(b"authorization", b"Bearer " + token + b" extra")], 401, "malformed_token"),
+            ([(b"authorization", b"Bearer " + token[:-1])], 401, "malformed_token"),  # 341 chars
+            ([(b"authorization", b"Bearer " + token[:-2])], 401, "invalid_signature"),
+            ([(b"authorization", b"Bearer " + token + b"\r\nX-Injected: 1")], 401,
+             "malformed_token"),
+            ([(b"authorization", b"")], 400, "unsupported_scheme"),
+        ]  # fmt: skip
+        for headers, expected, reason in cases:
             status, response_headers, body = await call(middleware, headers)
-            assert status == expected, (headers[0][1][:40], status, body)
+            assert (status, outcomes[-1].reason) == (expected, reason), headers[0][1][:40]
             assert_refused(status, response_headers, body)
         status, _, body = await call(middleware, [(b"authorization", b"Bearer " + token)])
         assert (status, body) == (200, b"ok")
@@ -109,10 +115,15 @@ def test_specific_hostile_shapes(entra_emulator: EntraEmulator) -> None:
     asyncio.run(run())
 
 
+BEFORE_THE_SIGNATURE = {"malformed_token", "version_not_accepted", "invalid_signature"}
+
+
 def test_hostile_tokens_at_the_asgi_boundary_get_401(entra_emulator: EntraEmulator) -> None:
-    """Well-formed JWTs: the tenant's real header, arbitrary claims, a real or random signature."""
+    """Well-formed JWTs: the tenant's real header, arbitrary claims, a real or random signature;
+    refused for the JSON, the version or the signature, never for a claim."""
     loop = asyncio.new_event_loop()
-    middleware = EntraAuthMiddleware(ok, config=entra_emulator.config())
+    outcomes: list[AuthOutcome] = []
+    middleware = EntraAuthMiddleware(ok, config=entra_emulator.config(), on_outcome=outcomes.append)
     real = entra_emulator.issue_token(roles=["Orders.Read"])
     header, payload, signature = segments(real)
     values = st.recursive(
@@ -135,6 +146,9 @@ def test_hostile_tokens_at_the_asgi_boundary_get_401(entra_emulator: EntraEmulat
         )
         assert status == 401, body
         assert_refused(status, headers, body)
+        # Nothing in the claims is believed before the signature: only the refusals that
+        # come before it (the JSON itself, and 'ver', which picks our key set) are possible.
+        assert outcomes[-1].reason in BEFORE_THE_SIGNATURE, (changes, outcomes[-1].reason)
 
     try:
         check()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,11 +19,12 @@ from starlette.testclient import TestClient
 from starlette.types import Message
 from starlette.websockets import WebSocket
 
-from entra_guard import AuthOutcome, EntraAuthMiddleware, EntraConfig, TokenValidator
+from entra_guard import AuthOutcome, EntraAuthMiddleware, EntraConfig, KeyStore, TokenValidator
 from entra_guard.middleware import STATE_KEY
 from entra_guard.starlette import principal_of, require_roles, require_scope_or_role
 from entra_guard.testing import DEFAULT_CLIENT_ID, EntraEmulator
 from tests.asgi import denial_of
+from tests.conftest import FakeClock
 
 
 async def me(request: Request) -> JSONResponse:
@@ -163,15 +163,19 @@ def test_the_scheme_is_case_insensitive_and_whitespace_lenient(
     assert client.get("/me", headers={"Authorization": template.format(token)}).status_code == 200
 
 
-def test_tokens_in_the_query_string(entra_emulator: EntraEmulator, client: TestClient) -> None:
+def test_tokens_in_the_query_string(entra_emulator: EntraEmulator) -> None:
     token = entra_emulator.issue_token(roles=["Orders.Read"])
-    refused = client.get("/me", params={"access_token": token})
-    assert refused.status_code == 400
+    seen: list[AuthOutcome] = []
+    with TestClient(make_app(entra_emulator.config(), on_outcome=seen.append)) as client:
+        refused = client.get("/me", params={"access_token": token})
+    assert (refused.status_code, seen[-1].reason) == (400, "token_in_query")
+    assert refused.json()["error"] == "invalid_request"
     assert "URL" in refused.json()["error_description"]
-    with TestClient(make_app(entra_emulator.config(), accept_query_token=True)) as lenient:
+    lenient_app = make_app(entra_emulator.config(), accept_query_token=True, on_outcome=seen.append)
+    with TestClient(lenient_app) as lenient:
         assert lenient.get("/me", params={"access_token": token}).status_code == 200
         both = lenient.get("/me", params={"access_token": token}, headers=bearer(token))
-        assert both.status_code == 400
+    assert (both.status_code, seen[-1].reason) == (400, "multiple_token_methods")
 
 
 def test_an_invalid_token_is_401_invalid_token(
@@ -331,12 +335,16 @@ def test_lifespan_prefetches_keys_and_closes_the_client(entra_emulator: EntraEmu
     assert http.is_closed
 
 
-def test_one_app_serves_several_test_clients(entra_emulator: EntraEmulator) -> None:
+def test_one_app_serves_several_test_clients(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
     """Each TestClient runs the app in a new event loop (and shuts it down at the end)."""
-    app = make_app(entra_emulator.config(min_refresh_interval=1))
+    config = entra_emulator.config(min_refresh_interval=1)
+    validator = TokenValidator(config, key_store=KeyStore(config, clock=clock))
+    app = make_app(validator=validator)
 
     def new_key_token() -> str:
-        time.sleep(1.05)  # past the forced-refresh interval: the new key can be fetched
+        clock.advance(1.0)  # past the forced-refresh interval: the new key can be fetched
         entra_emulator.rotate_keys()
         return entra_emulator.issue_token(roles=["Orders.Read"])
 
@@ -347,6 +355,8 @@ def test_one_app_serves_several_test_clients(entra_emulator: EntraEmulator) -> N
     plain = TestClient(app)  # no lifespan, and a new event loop for every request
     for round_ in range(2):
         assert plain.get("/me", headers=bearer(new_key_token())).status_code == 200, round_
+    assert entra_emulator.fetch_count("jwks", version="2.0") == 5  # prefetch, then each new key
+    asyncio.run(validator.aclose())
 
 
 def test_a_shared_validator_is_not_closed_by_the_middleware(entra_emulator: EntraEmulator) -> None:

@@ -456,8 +456,9 @@ async def test_an_app_specific_key_of_one_api_does_not_sign_for_another_audience
     crossed = entra_emulator.issue_token(
         key=orders.signing_key, audience=billing.client_id, roles=["Billing.Admin"]
     )
-    with pytest.raises(InvalidToken):  # fails: accepted
+    with pytest.raises(InvalidToken) as info:  # fails: accepted
         await check.validate(crossed)
+    assert info.value.reason == "invalid_audience"
     await check.aclose()
 
 

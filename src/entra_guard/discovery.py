@@ -33,6 +33,7 @@ import logging
 import math
 import random
 import re
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -132,6 +133,13 @@ class KeyStore:
 
     ``http_client`` lets you bring your own ``httpx.AsyncClient`` (custom CA, proxy); the store
     then leaves closing it to you. ``clock`` is monotonic seconds, injectable for tests.
+
+    A fetch cut short by ``fetch_timeout`` is cancelled inside httpx, and httpcore 1.0 can then
+    leave that request's connection in its pool for good, open and never reused (encode/httpcore
+    issues 658, 830, 1093): one socket per timed-out fetch, without bound. So after a timed-out
+    fetch the store's own client is retired and closed (which closes those connections) as soon
+    as no other fetch is using it; the next fetch opens a new one. A client you bring is yours:
+    it is never closed here.
     """
 
     def __init__(
@@ -146,6 +154,9 @@ class KeyStore:
         self._owns_client = http_client is None
         self._client = http_client
         self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._ssl_context: ssl.SSLContext | None = None
+        #: Owned clients retired after a timed-out fetch, closed once no fetch is running.
+        self._retired: list[httpx.AsyncClient] = []
         #: The API's client ids (the GUIDs among the audiences), lower case: their app-specific
         #: key sets are consulted for keys the tenant does not publish.
         self.app_ids: tuple[str, ...] = tuple(
@@ -334,8 +345,9 @@ class KeyStore:
                 source.task.cancel()
                 source.task = None
         if self._owns_client and self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
+            self._retired.append(self._client)
+            self._client = None
+        await self._close_retired()
 
     def _http(self) -> httpx.AsyncClient:
         """The HTTP client; an owned one is made anew for a new event loop (or after aclose)."""
@@ -351,14 +363,45 @@ class KeyStore:
                 timeout=httpx.Timeout(self._config.fetch_timeout),
                 headers={"Accept": "application/json"},
                 limits=httpx.Limits(max_keepalive_connections=0),
-                verify=self._config.ssl_context or True,
+                verify=self._tls(),
             )
             self._client_loop = loop
         return self._client
 
+    def _tls(self) -> ssl.SSLContext:
+        """One TLS context for every client the store makes: loading the CA bundle costs
+        about a megabyte of OpenSSL memory, not to be paid again for each client."""
+        if self._ssl_context is None:
+            self._ssl_context = self._config.ssl_context or httpx.create_ssl_context()
+        return self._ssl_context
+
+    def _retire_client(self) -> None:
+        """After a timed-out fetch: fetches from now on use a new client (see the class)."""
+        if self._owns_client and self._client is not None:
+            self._retired.append(self._client)
+            self._client = None
+
+    async def _close_retired(self) -> None:
+        """Close the retired clients, and with them any connection a cancelled fetch left."""
+        while self._retired:
+            client = self._retired.pop()
+            if client is not self._client:
+                try:
+                    await client.aclose()
+                except (RuntimeError, OSError):  # made in an event loop that is gone
+                    logger.debug("a retired HTTP client could not be closed", exc_info=True)
+
     def _refreshes_running(self) -> bool:
         """Whether a refresh is in flight (tests wait for background refreshes with this)."""
         return any(self._refreshing(source) is not None for source in self._all_sources())
+
+    def _others_refreshing(self) -> bool:
+        """Whether a refresh other than the one in this task is in flight."""
+        current = asyncio.current_task()
+        return any(
+            (task := self._refreshing(source)) is not None and task is not current
+            for source in self._all_sources()
+        )
 
     def _all_sources(self) -> list[_Source]:
         return [*self._sources.values(), *self._app_sources.values()]
@@ -402,11 +445,15 @@ class KeyStore:
             self._record_failure(source, f"{type(exc).__name__}: {exc}")
             return None
         except asyncio.TimeoutError:
+            self._retire_client()  # it may hold the cancelled fetch's connection for good
             self._record_failure(source, f"timed out after {timeout:g} s")
             return None
         except Exception as exc:  # noqa: BLE001  # whatever the IdP sends, we keep serving
             self._record_failure(source, f"unexpected {type(exc).__name__}")
             return None
+        finally:
+            if self._retired and not self._others_refreshing():
+                await self._close_retired()
         now = self._clock()
         interval = self._config.refresh_interval
         if source.keyset is None or source.keyset.key_ids != keyset.key_ids:
