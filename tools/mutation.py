@@ -35,80 +35,31 @@ ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "mutants"
 MUTMUT = Path(sys.executable).with_name("mutmut")
 
-# The tests that state each module's rules, fastest first; the load and flood tests are left out
-# (they check behaviour under pressure, and would add a minute to every surviving mutant).
+# The tests that state each module's rules (tests/test_mutants_<module>.py comes first).
 TESTS: dict[str, tuple[str, ...]] = {
-    "parsing": ("test_parsing", "test_validation", "test_attacks", "test_hostile_headers"),
-    "claims": (
-        "test_claims",
-        "test_validation",
-        "test_attacks",
-        "test_external_id",
-        "test_real_tokens",
-        "test_groups",
-    ),
-    "validation": (
-        "test_validation",
-        "test_attacks",
-        "test_token_cache",
-        "test_review_findings",
-        "test_claims",
-        "test_external_id",
-        "test_real_tokens",
-        "test_middleware",
-    ),
-    "token_cache": ("test_token_cache", "test_validation", "test_attacks", "test_review_findings"),
-    "discovery": (
-        "test_discovery",
-        "test_faults",
-        "test_review_findings",
-        "test_validation",
-        "test_external_id",
-        "test_token_cache",
-        "test_real_tokens",
-    ),
-    "bearer": (
-        "test_middleware",
-        "test_attacks",
-        "test_resource_metadata",
-        "test_fastapi",
-        "test_on_behalf_of",
-        "test_review_findings",
-        "test_hostile_headers",
-    ),
-    "authorization": (
-        "test_groups",
-        "test_fastapi",
-        "test_resource_metadata",
-        "test_review_findings",
-        "test_middleware",
-        "test_uvicorn",
-    ),
-    "middleware": (
-        "test_middleware",
-        "test_attacks",
-        "test_review_findings",
-        "test_resource_metadata",
-        "test_fastapi",
-        "test_uvicorn",
-        "test_on_behalf_of",
-        "test_groups",
-    ),
-    "principal": (
-        "test_claims",
-        "test_groups",
-        "test_fastapi",
-        "test_middleware",
-        "test_validation",
-        "test_external_id",
-        "test_real_tokens",
-    ),
-}
-# Slow tests of load and floods: they reach everything and state no rule another test misses.
+    "parsing": ("test_parsing", "test_attacks", "test_validation"),
+    "claims": ("test_claims", "test_attacks", "test_rules", "test_validation", "test_external_id",
+               "test_real_tokens"),
+    "validation": ("test_validation", "test_attacks", "test_rules", "test_token_cache",
+                   "test_review_findings", "test_claims", "test_external_id", "test_real_tokens"),
+    "token_cache": ("test_token_cache", "test_rules", "test_validation", "test_attacks"),
+    "discovery": ("test_discovery", "test_rules", "test_faults", "test_external_id",
+                  "test_real_tokens", "test_review_findings"),
+    "bearer": ("test_middleware", "test_attacks", "test_rules", "test_resource_metadata",
+               "test_on_behalf_of", "test_hostile_headers"),
+    "authorization": ("test_groups", "test_fastapi", "test_middleware"),
+    "middleware": ("test_middleware", "test_attacks", "test_rules", "test_review_findings",
+                   "test_resource_metadata", "test_fastapi", "test_uvicorn"),
+    "principal": ("test_claims", "test_groups", "test_fastapi", "test_validation",
+                  "test_external_id", "test_real_tokens"),
+}  # fmt: skip
+# Slow tests of load, floods and random input: they reach everything and state no rule that
+# another test misses, but would add a minute to every surviving mutant.
 DESELECT = (
     "tests/test_faults.py::test_floods_of_unknown_kids_and_garbage",
     "tests/test_discovery.py::test_unknown_kid_flood_forces_at_most_one_refresh_per_interval",
     "tests/test_discovery.py::test_a_thousand_concurrent_first_validations_share_one_fetch",
+    "tests/test_validation.py::test_arbitrary_bytes_only_ever_raise_invalid_token",
 )
 _RESULT = re.compile(r"^\s+(\S+): (.+)$")
 _ENTRY = re.compile(r"^([a-z_]+) = ")
