@@ -136,3 +136,23 @@ async def test_a_group_requirement_needs_every_group_unless_any_of(
     assert await one.check(sales_only) is sales_only
     with pytest.raises(ValueError, match=r"^a group requirement needs at least one group"):
         GroupRequirement.of([])
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [("roles", ""), ("roles", "a b"), ("scopes", 'a"b'), ("scopes", "a\\b"), ("roles", 7)],
+)
+def test_role_and_scope_names_that_cannot_be_in_a_token_are_refused(
+    kind: str, name: object
+) -> None:
+    names: Any = [name]  # wrong on purpose: what a caller's typo or a config file can hold
+    with pytest.raises(ValueError, match=r"^") as refused:
+        Requirement.of(**{kind: names})
+    assert str(refused.value) == f"{kind}: {name!r} is not a role or scope name"
+
+
+def test_a_requirement_takes_one_name_as_a_string_and_needs_at_least_one() -> None:
+    assert Requirement.of(roles="Orders.X").roles == {"Orders.X"}  # 'X' is an ordinary letter
+    assert Requirement.of(scopes="Orders.Read").scopes == {"Orders.Read"}
+    with pytest.raises(ValueError, match=r"^a requirement needs at least one role or scope$"):
+        Requirement.of()
