@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 
 from entra_guard import EntraConfig, EntraGuardError, InsufficientPermissions, InvalidToken
-from entra_guard.claims import check_app_key_audience, check_claims
+from entra_guard.claims import check_app_key_audience, check_claims, check_issuer
 from entra_guard.discovery import KeySet, SigningKey
 from tests.test_claims import (
     API,
     CASES,
     CLIENT,
     NOW,
+    OTHER,
     PUBLIC_KEY,
     TENANT,
     V2_TEMPLATE,
@@ -185,3 +186,45 @@ def test_an_app_specific_key_vouches_for_its_own_application_only(
         "invalid_audience",
         APP_KEY_AUDIENCE,
     )
+
+
+def test_an_app_specific_key_never_vouches_for_another_guid_audience() -> None:
+    """The function's own contract, without ``check_audience`` before it."""
+    config = EntraConfig(tenant_id=TENANT, audiences=[APP, API])
+    with pytest.raises(InvalidToken) as refused:
+        check_app_key_audience({"aud": OTHER_API}, APP, config)
+    assert refused.value.reason == "invalid_audience"
+
+
+# A tenant the app's tenant_allowed function has allowed at run time (the validator asks it).
+
+
+@pytest.mark.parametrize("decided", [False, True])
+def test_a_tenant_decided_at_run_time_is_accepted_only_when_decided(decided: bool) -> None:
+    claims = app_v2(tid=OTHER, iss=V2_TEMPLATE.replace("{tenantid}", OTHER))
+    config = EntraConfig(tenant_id="organizations", audiences=[API], allowed_tenants=[TENANT])
+    key = SigningKey(kid="k1", x5t=None, public_key=PUBLIC_KEY, issuer=None, alg=None)
+    keyset = KeySet(
+        version="2.0",
+        issuer=V2_TEMPLATE,
+        jwks_uri="https://login.microsoftonline.com/organizations/discovery/v2.0/keys",
+        by_kid=MappingProxyType({"k1": key}),
+        by_x5t=MappingProxyType({}),
+    )
+    if decided:
+        principal = check_claims(
+            claims, config=config, keyset=keyset, key=key, version="2.0", now=NOW,
+            tenant_decided=True,
+        )  # fmt: skip
+        assert principal.tenant_id == OTHER
+        return
+    for check in (
+        lambda: check_claims(claims, config=config, keyset=keyset, key=key, version="2.0", now=NOW),
+        lambda: check_issuer(claims, config=config, keyset=keyset, key=key),
+    ):
+        with pytest.raises(InvalidToken) as refused:
+            check()
+        assert (refused.value.reason, refused.value.description) == (
+            "tenant_not_allowed",
+            TENANT_REFUSED,
+        )
