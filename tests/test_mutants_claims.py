@@ -228,3 +228,21 @@ def test_a_tenant_decided_at_run_time_is_accepted_only_when_decided(decided: boo
             "tenant_not_allowed",
             TENANT_REFUSED,
         )
+
+
+MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z, the last NumericDate accepted
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        {"exp": MAX_TIME},  # the upper bound is inclusive, as an integer
+        {"exp": float(MAX_TIME)},  # and as a float
+        {"nbf": 0, "iat": 0},  # the lower bound is inclusive, as an integer
+        {"nbf": 0.0, "iat": 0.5},  # and as a float, fractions included
+    ],
+    ids=["int max", "float max", "int zero", "float zero and a half"],
+)
+def test_numeric_dates_at_the_bounds_of_their_range_are_accepted(times: dict[str, float]) -> None:
+    principal = run(Case("bounds", app_v2(**times)))
+    assert principal.expires_on == times.get("exp", NOW + 3600)
