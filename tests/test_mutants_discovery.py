@@ -5,9 +5,15 @@ Against the emulator over real loopback HTTP, with a hand-moved clock.
 
 from __future__ import annotations
 
-from entra_guard import KeyStore
+import logging
+
+import httpx
+import pytest
+
+from entra_guard import EntraGuardError, InvalidToken, KeyStore, KeysUnavailable, TokenValidator
 from entra_guard.testing import EntraEmulator
 from tests.conftest import FakeClock
+from tests.support import settle
 
 API_CLIENT = "6514a8ca-d9e4-4155-b292-65258398f3aa"
 
@@ -24,4 +30,133 @@ async def test_the_metadata_urls_of_each_version_and_application(
     assert keys.metadata_url("2.0", API_CLIENT) == (
         f"{base}/v2.0/.well-known/openid-configuration?appid={API_CLIENT}"
     )
+    await keys.aclose()
+
+
+class _AppSpecificAnswers(httpx.AsyncHTTPTransport):
+    """The emulator over real loopback HTTP, except that metadata asked with ``?appid=`` gets
+    ``status`` with an OAuth error body, while the tenant's documents serve as usual."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__()
+        self.status = status
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if b"appid=" in request.url.query:
+            return httpx.Response(self.status, json={"error": "x", "error_description": "y"})
+        return await super().handle_async_request(request)
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (400, "key_not_found"),  # a refusal: no app-specific keys, the junk token is invalid
+        (409, "key_not_found"),
+        (499, "key_not_found"),
+        (408, "keys_unavailable"),  # a passing condition: an outage, try again
+        (429, "keys_unavailable"),
+        (500, "keys_unavailable"),
+    ],
+)
+async def test_an_app_specific_document_refused_is_absent_but_a_passing_fault_is_an_outage(
+    entra_emulator: EntraEmulator, clock: FakeClock, status: int, reason: str
+) -> None:
+    api = entra_emulator.register_api(custom_signing_key=True)
+    config = entra_emulator.config(audiences=[api.client_id])
+    async with httpx.AsyncClient(transport=_AppSpecificAnswers(status)) as http:
+        check = TokenValidator(config, key_store=KeyStore(config, http_client=http, clock=clock))
+        good = entra_emulator.issue_token(audience=api.client_id, roles=["r"])
+        assert (await check.validate(good)).roles == {"r"}  # the tenant's keys are in hand
+        junk = entra_emulator.issue_token(
+            key=EntraEmulator.generate_key(), audience=api.client_id, roles=["r"]
+        )
+        with pytest.raises(EntraGuardError) as refused:
+            await check.validate(junk)
+        assert refused.value.reason == reason
+
+
+def discovery_records(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    return [
+        (r.levelno, r.getMessage()) for r in caplog.records if r.name == "entra_guard.discovery"
+    ]
+
+
+async def test_a_version_not_published_is_warned_about_once_and_backs_off_from_1_s(
+    entra_emulator: EntraEmulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="entra_guard.discovery")
+    entra_emulator.served_versions = ("2.0",)  # v1 metadata answers 404, as External ID's does
+    keys = KeyStore(entra_emulator.config(), clock=clock)
+    for _ in range(2):
+        with pytest.raises(InvalidToken) as refused:
+            await keys.get_key_set("1.0")
+        assert refused.value.reason == "version_not_served"
+        clock.advance(300)  # one new look per min_refresh_interval
+    url = keys.metadata_url("1.0")
+    warned = [m for level, m in discovery_records(caplog) if level == logging.WARNING]
+    assert warned == [  # once, not once per look
+        f"the authority publishes no 1.0 metadata (GET {url} answered HTTP 404): tokens that "
+        "say ver 1.0 are refused as invalid; leave 1.0 out of token_versions if this is expected"
+    ]
+    assert entra_emulator.fetch_count("metadata", version="1.0") == 2
+    # Not an outage: when the authority then fails for real, the back-off starts at 1 s.
+    entra_emulator.fail_status = 500
+    with pytest.raises(KeysUnavailable) as unavailable:
+        await keys.get_key_set("1.0")
+    assert unavailable.value.retry_after == 1
+    await keys.aclose()
+
+
+async def test_an_app_specific_document_not_published_is_noted_once_at_info(
+    entra_emulator: EntraEmulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="entra_guard.discovery")
+    api = entra_emulator.register_api()
+    config = entra_emulator.config(audiences=[api.client_id])
+    async with httpx.AsyncClient(transport=_AppSpecificAnswers(404)) as http:
+        check = TokenValidator(config, key_store=KeyStore(config, http_client=http, clock=clock))
+        junk = entra_emulator.issue_token(
+            key=EntraEmulator.generate_key(), audience=api.client_id, roles=["r"]
+        )
+        for _ in range(2):
+            with pytest.raises(InvalidToken) as refused:
+                await check.validate(junk)
+            assert refused.value.reason == "key_not_found"
+            clock.advance(300)
+    noted = [(level, m) for level, m in discovery_records(caplog) if "metadata is published" in m]
+    assert len(noted) == 1
+    assert noted[0][0] == logging.INFO
+    url = check.key_store.metadata_url("2.0", api.client_id)
+    assert noted[0][1] == (
+        f"no 2.0 app-specific ({api.client_id}) metadata is published "
+        f"(GET {url} answered HTTP 404 (x: y))"
+    )
+    assert not [m for level, m in discovery_records(caplog) if level >= logging.WARNING]
+
+
+async def test_a_404_after_good_answers_keeps_the_keys_and_waits_an_interval(
+    entra_emulator: EntraEmulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    keys = KeyStore(entra_emulator.config(refresh_interval=3600), clock=clock)
+    good = await keys.get_key_set("2.0")
+    entra_emulator.served_versions = ("1.0",)  # v2 now answers 404: a proxy's fault of the moment
+    clock.advance(1.06 * 3600)  # past the interval and its jitter: one background refresh
+    caplog.set_level(logging.WARNING, logger="entra_guard.discovery")
+    assert await keys.get_key_set("2.0") is good
+    await settle(keys)
+    assert entra_emulator.fetch_count("metadata", version="2.0") == 2
+    [(level, message)] = discovery_records(caplog)
+    assert level == logging.WARNING
+    assert message == (
+        f"refreshing the 2.0 signing keys failed (GET {keys.metadata_url('2.0')} answered HTTP "
+        "404); serving the last known good keys"
+    )
+    clock.advance(299)  # the next attempt waits min_refresh_interval (300 s)
+    assert await keys.get_key_set("2.0") is good
+    await settle(keys)
+    assert entra_emulator.fetch_count("metadata", version="2.0") == 2
+    clock.advance(1)
+    assert await keys.get_key_set("2.0") is good
+    await settle(keys)
+    assert entra_emulator.fetch_count("metadata", version="2.0") == 3
     await keys.aclose()
