@@ -597,8 +597,12 @@ async def test_app_specific_keys_follow_last_known_good_and_outage_rules(
     )  # fmt: skip
     await check.validate(tenant_token)
     entra_emulator.fail_status = 503
-    with pytest.raises(KeysUnavailable):  # no app-specific keys in hand and none to be had
+    with pytest.raises(InvalidToken) as info:
+        # No app-specific keys in hand and none to be had, but the tenant's are: the key is
+        # not found (401), as for any unknown key id; an outage is not reported per token.
         await check.validate(app_token)
+    assert info.value.reason == "key_not_found"
+    assert entra_emulator.fetch_count("metadata", app_id=api.client_id) == 1
     entra_emulator.fail_status = None
     clock.advance(1.0)  # the first back-off step
     assert (await check.validate(app_token)).roles == {"r"}

@@ -134,30 +134,38 @@ async def test_a_kid_republished_with_other_key_material_stops_its_cached_tokens
     await check.aclose()
 
 
+@pytest.mark.parametrize(
+    ("audience", "app_fetches"),
+    [("api://orders", 0), ("9b2a1f0e-4c3d-4e5f-8a7b-6c5d4e3f2a1b", 1)],
+    ids=["app-id-uri", "client-id-guid"],
+)
 async def test_an_unknown_kid_while_the_idp_is_down_and_keys_are_warm_is_401(
-    entra_emulator: EntraEmulator, clock: FakeClock
+    entra_emulator: EntraEmulator, clock: FakeClock, audience: str, app_fetches: int
 ) -> None:
     """The forced refresh fails, but keys are in hand: the token is invalid, not the service.
 
-    (The audience is an App ID URI: with a client id GUID among the audiences, the API's
-    app-specific key set is asked too, and while the IdP is down that answers 503.)"""
+    With a client id GUID among the audiences the API's app-specific key set is asked too
+    (``?appid=``); never fetched and unreachable, it must not turn the unknown key into a 503.
+    """
     settings = entra_emulator.config(
-        audiences=["api://orders"], refresh_interval=HOUR, token_versions=("2.0",)
+        audiences=[audience], refresh_interval=HOUR, token_versions=("2.0",)
     )
     validator = TokenValidator(settings, key_store=KeyStore(settings, clock=clock))
     outcomes: list[AuthOutcome] = []
     app = EntraAuthMiddleware(ok, validator=validator, on_outcome=outcomes.append)
-    good = entra_emulator.issue_token(roles=["r"], audience="api://orders")
+    good = entra_emulator.issue_token(roles=["r"], audience=audience)
     assert (await get_with_token(app, good))[0] == 200
     entra_emulator.fail_status = 503
     clock.advance(settings.min_refresh_interval)
     stranger = entra_emulator.issue_token(
-        roles=["r"], audience="api://orders", key=EntraEmulator.generate_key()
+        roles=["r"], audience=audience, key=EntraEmulator.generate_key()
     )
     status, headers, _ = await get_with_token(app, stranger)
     assert (status, outcomes[-1].reason) == (401, "key_not_found")
     assert b"retry-after" not in headers
     assert entra_emulator.fetch_count("metadata") == 2  # the unknown kid did force a refresh
+    # and, for a client id audience, asked the app-specific set once (it failed too)
+    assert entra_emulator.fetch_count("metadata", app_id=audience) == app_fetches
     assert (await get_with_token(app, good))[0] == 200  # and the known keys still serve
     await validator.aclose()
 

@@ -246,8 +246,9 @@ class KeyStore:
 
         Returns the key set that holds the key (or the tenant's) and the key, ``None`` when
         no set publishes it. An unknown key forces at most one refresh per
-        ``min_refresh_interval`` of each set. Raises ``KeysUnavailable`` when a set that must
-        be asked has no keys and cannot be fetched, and ``InvalidToken``
+        ``min_refresh_interval`` of each set. Raises ``KeysUnavailable`` when the tenant's set
+        has no keys and cannot be fetched (an app-specific set that cannot be had, with the
+        tenant's keys in hand, only means the key is not found), and ``InvalidToken``
         (``version_not_served``) when the authority publishes no metadata for ``version``.
         """
         tenant = self._sources[version]
@@ -268,7 +269,14 @@ class KeyStore:
             if found[1] is not None:
                 break
             just_fetched = self.current(version, app.app_id) is None
-            appset = await self._key_set(app)
+            try:
+                appset = await self._key_set(app)
+            except KeysUnavailable:
+                # The tenant's keys are in hand and lack this key. An app-specific set never
+                # had and unreachable now says nothing about the token, and turning an
+                # unknown key id into a 503 would let any junk token report an outage. Its
+                # failure is logged, and its back-off spares the IdP a retry per token.
+                continue
             if appset is not None:  # None: no app-specific document (404)
                 again = await self._look_again(app, appset, kid, x5t, just_fetched=just_fetched)
                 if again[1] is not None:
