@@ -10,7 +10,7 @@ import logging
 import httpx
 import pytest
 
-from entra_guard import EntraGuardError, InvalidToken, KeyStore, KeysUnavailable, TokenValidator
+from entra_guard import InvalidToken, KeyStore, KeysUnavailable, TokenValidator
 from entra_guard.testing import EntraEmulator
 from tests.conftest import FakeClock
 from tests.support import settle
@@ -48,31 +48,46 @@ class _AppSpecificAnswers(httpx.AsyncHTTPTransport):
 
 
 @pytest.mark.parametrize(
-    ("status", "reason"),
+    ("status", "absent"),
     [
-        (400, "key_not_found"),  # a refusal: no app-specific keys, the junk token is invalid
-        (409, "key_not_found"),
-        (499, "key_not_found"),
-        (408, "keys_unavailable"),  # a passing condition: an outage, try again
-        (429, "keys_unavailable"),
-        (500, "keys_unavailable"),
+        (400, True),  # a refusal: this API has no keys of its own, noted once at INFO
+        (409, True),
+        (499, True),
+        (408, False),  # a passing condition: a failed fetch, logged as an error, backing off
+        (429, False),
+        (500, False),
     ],
 )
-async def test_an_app_specific_document_refused_is_absent_but_a_passing_fault_is_an_outage(
-    entra_emulator: EntraEmulator, clock: FakeClock, status: int, reason: str
+async def test_an_app_specific_document_refused_is_absent_but_a_passing_fault_is_a_failure(
+    entra_emulator: EntraEmulator,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    status: int,
+    absent: bool,
 ) -> None:
     api = entra_emulator.register_api(custom_signing_key=True)
     config = entra_emulator.config(audiences=[api.client_id])
     async with httpx.AsyncClient(transport=_AppSpecificAnswers(status)) as http:
-        check = TokenValidator(config, key_store=KeyStore(config, http_client=http, clock=clock))
+        keys = KeyStore(config, http_client=http, clock=clock)
+        check = TokenValidator(config, key_store=keys)
         good = entra_emulator.issue_token(audience=api.client_id, roles=["r"])
         assert (await check.validate(good)).roles == {"r"}  # the tenant's keys are in hand
         junk = entra_emulator.issue_token(
             key=EntraEmulator.generate_key(), audience=api.client_id, roles=["r"]
         )
-        with pytest.raises(EntraGuardError) as refused:
+        caplog.set_level(logging.INFO, logger="entra_guard.discovery")
+        with pytest.raises(InvalidToken) as refused:  # either way: not an outage of ours
             await check.validate(junk)
-        assert refused.value.reason == reason
+        assert refused.value.reason == "key_not_found"
+    said = f"GET {keys.metadata_url('2.0', api.client_id)} answered HTTP {status} (x: y)"
+    label = f"2.0 app-specific ({api.client_id})"
+    expected = (
+        (logging.INFO, f"no {label} metadata is published ({said})")
+        if absent
+        else (logging.ERROR, f"cannot fetch the {label} signing keys (_FetchError: {said}); "
+              "retrying in 1 s")
+    )  # fmt: skip
+    assert expected in discovery_records(caplog)
 
 
 def discovery_records(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
