@@ -175,3 +175,34 @@ async def test_a_404_after_good_answers_keeps_the_keys_and_waits_an_interval(
     await settle(keys)
     assert entra_emulator.fetch_count("metadata", version="2.0") == 3
     await keys.aclose()
+
+
+# A fetch cut by fetch_timeout may leave its connection in httpx's pool for good, so the client
+# that made it is retired and closed once no other refresh still uses it. The emulator answers
+# after 2 s; the fetch is cut after 0.2 s (the behaviour under test is that timeout).
+
+
+async def test_a_timed_out_fetch_retires_and_closes_the_client_the_store_made(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    keys = KeyStore(entra_emulator.config(fetch_timeout=0.2), clock=clock)
+    made = keys._http()  # the store's own client, as its first fetch would make it
+    entra_emulator.delay = 2.0
+    with pytest.raises(KeysUnavailable):
+        await keys.get_key_set("2.0")  # the fetch runs in a refresh task of its own
+    assert made.is_closed  # no refresh still used it
+    assert keys._client is not made
+    await keys.aclose()
+
+
+async def test_a_timed_out_fetch_never_closes_the_callers_client(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    async with httpx.AsyncClient() as client:
+        keys = KeyStore(entra_emulator.config(fetch_timeout=0.2), http_client=client, clock=clock)
+        entra_emulator.delay = 2.0
+        with pytest.raises(KeysUnavailable):
+            await keys.get_key_set("2.0")
+        assert not client.is_closed  # the caller's to close
+        assert keys._http() is client  # and still the one the store fetches with
+        await keys.aclose()
