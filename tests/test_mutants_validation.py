@@ -5,12 +5,17 @@ Tokens come from the emulator, checked by a real validator over loopback HTTP.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 
 from entra_guard import EntraGuardError, TokenValidator
 from entra_guard.testing import REMOVE, EntraEmulator
+from tests.conftest import FakeClock
+
+OTHER_TENANT = "add29489-7269-41f4-8841-b63c95564420"
 
 
 @pytest.fixture
@@ -58,3 +63,39 @@ async def test_each_header_refusal_says_what_is_wrong(
         "malformed_token",
         "The token is malformed: it contains non-ASCII bytes",
     )
+
+
+async def test_run_time_tenant_decisions_refuse_with_their_reason_and_log_a_failure(
+    entra_emulator: EntraEmulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    allowed = {OTHER_TENANT}
+    broken = [False]
+
+    async def tenant_allowed(tid: str) -> bool:
+        if broken[0]:
+            raise RuntimeError("the customer database is down")
+        return tid in allowed
+
+    entra_emulator.add_tenant(OTHER_TENANT)
+    config = entra_emulator.config(tenant_id="organizations", tenant_allowed=tenant_allowed)
+    clock.advance(time.time() - clock())  # the tokens' lifetimes are on the real clock
+    async with TokenValidator(config, clock=clock) as check:
+        token = entra_emulator.issue_token(tenant_id=OTHER_TENANT, roles=["r"])
+        assert (await check.validate(token)).tenant_id == OTHER_TENANT
+        allowed.clear()  # the app removes the tenant; the remembered token stops once it ages
+        clock.advance(config.tenant_decision_ttl)
+        assert await refusal(check, token) == (
+            "tenant_not_allowed",
+            "The token's tenant is not allowed by this API",
+        )
+        broken[0] = True
+        fourth = entra_emulator.add_tenant()
+        caplog.set_level(logging.ERROR, logger="entra_guard.validation")
+        assert await refusal(check, entra_emulator.issue_token(tenant_id=fourth, roles=["r"])) == (
+            "tenant_decision_unavailable",
+            "Whether the token's tenant is allowed could not be decided now",
+        )
+    [record] = [r for r in caplog.records if r.name == "entra_guard.validation"]
+    assert record.getMessage() == "the tenant_allowed function failed"
+    assert record.exc_info is not None
+    assert str(record.exc_info[1]) == "the customer database is down"
