@@ -6,10 +6,17 @@ Tokens come from the emulator, checked by a real validator over loopback HTTP; t
 
 from __future__ import annotations
 
+import time
+
+import pytest
+
+from entra_guard import InvalidToken, TokenValidator
 from entra_guard.testing import EntraEmulator
+from tests.conftest import FakeClock
 from tests.support import validator_for
 
 NOW = 1_800_000_000.0
+OTHER_TENANT = "add29489-7269-41f4-8841-b63c95564420"
 
 
 async def test_a_hit_at_either_edge_of_the_leeway_is_still_served_from_the_cache(
@@ -23,3 +30,28 @@ async def test_a_hit_at_either_edge_of_the_leeway_is_still_served_from_the_cache
     assert check.cache is not None
     assert len(check.cache) == 1
     await check.aclose()
+
+
+async def test_a_token_of_a_tenant_removed_at_run_time_is_forgotten(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    allowed = {OTHER_TENANT}
+
+    async def tenant_allowed(tid: str) -> bool:
+        return tid in allowed
+
+    entra_emulator.add_tenant(OTHER_TENANT)
+    config = entra_emulator.config(tenant_id="organizations", tenant_allowed=tenant_allowed)
+    clock.advance(time.time() - clock())  # the tokens' lifetimes are on the real clock
+    async with TokenValidator(config, clock=clock) as check:
+        token = entra_emulator.issue_token(tenant_id=OTHER_TENANT, roles=["r"])
+        first = await check.validate(token)
+        assert await check.validate(token) is first  # remembered
+        assert check.cache is not None
+        assert len(check.cache) == 1
+        allowed.clear()
+        clock.advance(config.tenant_decision_ttl)
+        with pytest.raises(InvalidToken) as refused:
+            await check.validate(token)
+        assert refused.value.reason == "tenant_not_allowed"
+        assert len(check.cache) == 0  # forgotten, not kept to be refused again and again
