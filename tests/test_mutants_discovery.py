@@ -6,6 +6,7 @@ Against the emulator over real loopback HTTP, with a hand-moved clock.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -206,3 +207,64 @@ async def test_a_timed_out_fetch_never_closes_the_callers_client(
         assert not client.is_closed  # the caller's to close
         assert keys._http() is client  # and still the one the store fetches with
         await keys.aclose()
+
+
+class _ErrorBody(httpx.AsyncHTTPTransport):
+    """An identity provider refusing discovery with HTTP 400 and ``chunks`` as the body."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        super().__init__()
+        self.chunks = chunks
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        async def body() -> AsyncIterator[bytes]:
+            for chunk in self.chunks:
+                yield chunk
+
+        return httpx.Response(400, content=body())
+
+
+def padded(document: bytes, size: int) -> bytes:
+    """``document`` (a JSON object) grown with blanks to exactly ``size`` bytes."""
+    return document[:-1] + b" " * (size - len(document)) + b"}"
+
+
+ERROR = b'{"error": "x", "error_description": "y"}'
+
+
+@pytest.mark.parametrize(
+    ("chunks", "said"),
+    [
+        ([ERROR[:15], ERROR[15:]], " (x: y)"),  # read in pieces, as it arrives
+        ([padded(ERROR, 4096)], " (x: y)"),  # 4 KiB is read
+        ([padded(ERROR, 4097)], ""),  # beyond it, nothing is said
+        ([b'{"error": "x", "error_description": "y", "n": NaN}'], ""),  # not JSON
+        ([b'["x", "y"]'], ""),
+        ([b'{"error": 1, "error_description": "y"}'], ""),
+        ([b'{"error": "x", "error_description": "  first\\nsecond"}'], " (x: first)"),
+        ([b'{"error": "x", "error_description": " "}'], " (x: )"),
+        ([b'{"error": "x", "error_description": "a\\u00e9\\u0007b"}'], " (x: a b)"),
+        ([b'{"error": "x", "error_description": "' + b"d" * 400 + b'"}'], f" (x: {'d' * 297})"),
+        ([b'{"error": "invalid_tenant", "error_description": "AADSTS90002: Tenant \'t\' not '
+          b'found.\\r\\nTrace ID: 1"}'],
+         " (invalid_tenant: AADSTS90002: Tenant 't' not found.; "
+         "check tenant_id (ENTRA_TENANT_ID))"),
+    ],
+)  # fmt: skip
+async def test_what_an_error_answer_says_is_logged_within_bounds(
+    entra_emulator: EntraEmulator,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    chunks: list[bytes],
+    said: str,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="entra_guard.discovery")
+    async with httpx.AsyncClient(transport=_ErrorBody(chunks)) as http:
+        keys = KeyStore(entra_emulator.config(), http_client=http, clock=clock)
+        with pytest.raises(KeysUnavailable):
+            await keys.get_key_set("2.0")
+    url = keys.metadata_url("2.0")
+    assert discovery_records(caplog) == [
+        (logging.ERROR, f"cannot fetch the 2.0 signing keys (_FetchError: GET {url} answered "
+                        f"HTTP 400{said}); retrying in 1 s")
+    ]  # fmt: skip
