@@ -65,6 +65,8 @@ DESELECT = (
     "tests/test_discovery.py::test_a_thousand_concurrent_first_validations_share_one_fetch",
     "tests/test_validation.py::test_arbitrary_bytes_only_ever_raise_invalid_token",
 )
+# Verdicts that a rerun of the survivors leaves alone: killed, or never run (a run cut short).
+_SETTLED = ("killed", "not checked")
 _RESULT = re.compile(r"^\s+(\S+): (.+)$")
 _SHOW_ALL = """
 import sys
@@ -83,6 +85,7 @@ class Result:
     killed: int
     total: int
     survivors: list[str]
+    unchecked: int
     seconds: float
     cpu_seconds: float
 
@@ -163,7 +166,7 @@ def statuses(where: Path) -> dict[str, str]:
 
 def run(module: str, *, fresh: bool, survivors_only: bool) -> Result:
     where = workspace(module, fresh=fresh)
-    names = sorted(n for n, said in statuses(where).items() if said != "killed")
+    names = sorted(n for n, said in statuses(where).items() if said not in _SETTLED)
     started, cpu = time.monotonic(), _children_cpu()
     code = 0
     if names or not survivors_only:
@@ -171,7 +174,7 @@ def run(module: str, *, fresh: bool, survivors_only: bool) -> Result:
             code = mutmut(where, "run", *(names if survivors_only else ()), output=log).returncode
     seconds, cpu_seconds = time.monotonic() - started, _children_cpu() - cpu
     status = statuses(where)
-    survivors = sorted(name for name, said in status.items() if said != "killed")
+    survivors = sorted(name for name, said in status.items() if said not in _SETTLED)
     with (where / "survivors.txt").open("w") as out:
         # One process for every diff (``mutmut show`` takes seconds per mutant).
         subprocess.run(  # noqa: S603  # this interpreter, fixed code
@@ -183,7 +186,8 @@ def run(module: str, *, fresh: bool, survivors_only: bool) -> Result:
             check=False,
         )
     killed = sum(1 for said in status.values() if said == "killed")
-    return Result(module, code, killed, len(status), survivors, seconds, cpu_seconds)
+    unchecked = sum(1 for said in status.values() if said == "not checked")
+    return Result(module, code, killed, len(status), survivors, unchecked, seconds, cpu_seconds)
 
 
 def _children_cpu() -> float:
@@ -197,7 +201,7 @@ def main() -> None:
     parser.add_argument("modules", nargs="*", help=f"some of: {' '.join(TESTS)} (default: all)")
     parser.add_argument("--fresh", action="store_true", help="forget earlier results")
     parser.add_argument(
-        "--survivors", action="store_true", help="run again only the mutants not killed last time"
+        "--survivors", action="store_true", help="run again only the mutants that survived"
     )
     args = parser.parse_args()
     modules: list[str] = args.modules or list(TESTS)
@@ -205,14 +209,16 @@ def main() -> None:
     if unknown:
         parser.error(f"not a module of the security core: {' '.join(unknown)}")
     started, cpu = time.monotonic(), _children_cpu()
-    print("| module | killed / total | score | not killed | time (CPU) |")
-    print("|---|---|---|---|---|")
+    print("| module | killed / run | score | not killed | not run | time (CPU) |")
+    print("|---|---|---|---|---|---|")
     for module in modules:
         row = run(module, fresh=args.fresh, survivors_only=args.survivors)
-        score = f"{100 * row.killed / row.total:.1f}%" if row.total else "-"
+        checked = row.total - row.unchecked
+        score = f"{100 * row.killed / checked:.1f}%" if checked else "-"
         note = "" if row.exit_code == 0 else f" (mutmut exited {row.exit_code}: see run.log)"
-        print(f"| {module} | {row.killed} / {row.total} | {score} | {len(row.survivors)} | "
-              f"{row.seconds:.0f} s ({row.cpu_seconds:.0f} s){note} |", flush=True)  # fmt: skip
+        print(f"| {module} | {row.killed} / {checked} | {score} | {len(row.survivors)} | "
+              f"{row.unchecked} | {row.seconds:.0f} s ({row.cpu_seconds:.0f} s){note} |",
+              flush=True)  # fmt: skip
     print(f"\nwhole run {time.monotonic() - started:.0f} s, {_children_cpu() - cpu:.0f} CPU s; "
           "diffs of the mutants not killed: mutants/<module>/survivors.txt")  # fmt: skip
 
