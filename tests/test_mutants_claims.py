@@ -188,12 +188,13 @@ def test_an_app_specific_key_vouches_for_its_own_application_only(
     )
 
 
-def test_an_app_specific_key_never_vouches_for_another_guid_audience() -> None:
+def test_an_app_specific_key_never_vouches_for_an_audience_not_its_own() -> None:
     """The function's own contract, without ``check_audience`` before it."""
     config = EntraConfig(tenant_id=TENANT, audiences=[APP, API])
-    with pytest.raises(InvalidToken) as refused:
-        check_app_key_audience({"aud": OTHER_API}, APP, config)
-    assert refused.value.reason == "invalid_audience"
+    for aud in (OTHER_API, "api://someone-else"):  # another client id; a URI not ours
+        with pytest.raises(InvalidToken) as refused:
+            check_app_key_audience({"aud": aud}, APP, config)
+        assert refused.value.reason == "invalid_audience"
 
 
 # A tenant the app's tenant_allowed function has allowed at run time (the validator asks it).
