@@ -6,6 +6,13 @@ import logging
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
 from entra_guard import AuthOutcome, EntraAuthMiddleware, InvalidToken, TokenValidator
@@ -80,3 +87,32 @@ async def test_an_http_refusal_is_one_info_line_naming_method_path_reason_and_st
         (logging.INFO, "refused GET /orders/7: token_expired (401)")
     ]
     await validator.aclose()
+
+
+def test_with_cors_inside_only_a_true_preflight_passes_without_a_token(
+    entra_emulator: EntraEmulator,
+) -> None:
+    ran: list[str] = []
+
+    async def orders(request: Request) -> Response:
+        ran.append(request.method)
+        return PlainTextResponse("orders")
+
+    app = Starlette(
+        routes=[Route("/orders", orders, methods=["GET", "POST"])],
+        middleware=[
+            Middleware(EntraAuthMiddleware, config=entra_emulator.config()),
+            Middleware(CORSMiddleware, allow_origins=["https://app.test"], allow_methods=["*"]),
+        ],
+    )
+    preflight_headers = {"Origin": "https://app.test", "Access-Control-Request-Method": "POST"}
+    with TestClient(app) as client:
+        preflight = client.options("/orders", headers=preflight_headers)
+        assert preflight.status_code == 200  # answered by CORSMiddleware, no route ran
+        assert preflight.headers["access-control-allow-origin"] == "https://app.test"
+        for method in ("GET", "POST"):  # preflight-shaped headers on another method
+            refused = client.request(method, "/orders", headers=preflight_headers)
+            assert refused.status_code == 401
+            assert refused.headers["www-authenticate"] == "Bearer"
+        assert client.options("/orders", headers={"Origin": "https://app.test"}).status_code == 401
+    assert ran == []
