@@ -247,3 +247,9 @@ MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z, the last NumericDate accepted
 def test_numeric_dates_at_the_bounds_of_their_range_are_accepted(times: dict[str, float]) -> None:
     principal = run(Case("bounds", app_v2(**times)))
     assert principal.expires_on == times.get("exp", NOW + 3600)
+
+
+def test_nbf_equal_to_exp_is_no_inverted_lifetime() -> None:
+    """Only an ``nbf`` after ``exp`` is; at equality the leeway decides, as for any token."""
+    principal = run(Case("nbf == exp", app_v2(nbf=NOW + 10, iat=NOW, exp=NOW + 10)))
+    assert principal.expires_on == NOW + 10

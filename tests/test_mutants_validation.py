@@ -8,10 +8,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import get_default_algorithms
 
 from entra_guard import EntraGuardError, TokenValidator
+from entra_guard.discovery import SigningKey
 from entra_guard.testing import REMOVE, EntraEmulator
 from tests.conftest import FakeClock
 
@@ -99,3 +103,23 @@ async def test_run_time_tenant_decisions_refuse_with_their_reason_and_log_a_fail
     assert record.getMessage() == "the tenant_allowed function failed"
     assert record.exc_info is not None
     assert str(record.exc_info[1]) == "the customer database is down"
+
+
+async def test_a_bad_signature_and_a_key_pinned_to_another_algorithm_say_the_same(
+    entra_emulator: EntraEmulator, check: TokenValidator
+) -> None:
+    forged = entra_emulator.issue_token(
+        roles=["r"], key=EntraEmulator.generate_key(),
+        headers={"kid": entra_emulator.current_key.kid},
+    )  # fmt: skip
+    words = ("invalid_signature", "The token's signature is invalid")
+    assert await refusal(check, forged) == words
+    # The same words when the key's own 'alg' pins it to another algorithm: nothing is verified.
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key = SigningKey(kid="k", x5t=None, public_key=private.public_key(), issuer=None, alg="RS256")
+    ps256 = get_default_algorithms()["PS256"]
+    signature = ps256.sign(b"a.b", private)
+    TokenValidator.verify_signature(b"a.b", signature, ps256, "PS256", replace(key, alg=None))
+    with pytest.raises(EntraGuardError) as refused:
+        TokenValidator.verify_signature(b"a.b", signature, ps256, "PS256", key)
+    assert (refused.value.reason, refused.value.description) == words
