@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import hashlib
 import hmac
 import json
@@ -651,6 +652,35 @@ def test_stop_refuses_connections_and_start_reuses_the_port(entra_emulator: Entr
         assert idp.port == port
         assert client.get(url).status_code == 200
     assert verify(idp, token, version="2.0")["tid"] == idp.tenant_id
+
+
+def _bind_plainly(port: int) -> OSError | None:
+    """Bind 127.0.0.1:port as another program would (no SO_REUSEADDR); the error, if any."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            return exc
+    return None
+
+
+def test_a_stopped_emulator_keeps_its_port_until_closed() -> None:
+    """While down, nobody else can take the port (the soak's restart once found it taken);
+    close() lets it go."""
+    idp = EntraEmulator().start()
+    port = idp.port  # no request made: no TIME_WAIT connection holds the port
+    idp.stop()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    taken = _bind_plainly(port)
+    assert isinstance(taken, OSError)
+    assert taken.errno == errno.EADDRINUSE
+    idp.start()
+    assert idp.port == port
+    assert httpx.get(idp.metadata_url()).status_code == 200
+    idp.stop()
+    idp.close()
+    assert _bind_plainly(port) is None
 
 
 def test_stop_answers_a_delayed_request_at_once(entra_emulator: EntraEmulator) -> None:

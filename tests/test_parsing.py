@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from entra_guard import InvalidToken
-from entra_guard.parsing import parse_token
+from entra_guard.parsing import load_object, parse_token
 from tests.support import b64
 
 LIMIT = 16 * 1024
@@ -90,3 +90,108 @@ def test_arbitrary_segments_only_ever_raise_invalid_token(parts: list[bytes | st
     else:
         assert isinstance(parsed.header, dict)
         assert isinstance(parsed.payload, dict)
+
+
+# Duplicate members are refused wherever they are and however their names are written: two
+# parsers that keep different duplicates would read two different tokens from one signature.
+DUPLICATES = [
+    b'{"a": 1, "a": 2}',
+    b'{"a": 1, "\\u0061": 2}',  # the same name, one of them escaped
+    b'{"\\u0061": 1, "a": 2}',
+    b'{"\\u00e9": 1, "\xc3\xa9": 2}',  # an escape against the same letter in UTF-8
+    b'{"a\\/b": 1, "a/b": 2}',  # an escaped solidus
+    b'{"x": {"a": 1, "a": 2}}',  # nested
+    b'{"x": [1, {"y": [{"a": 1, "\\u0061": 2}]}]}',  # in an object inside arrays
+    b'{"": 1, "": 2}',
+    b'{"a": 1, "b": {}, "a": 1}',  # equal values too
+    b'{"a\\u0000": 1, "a\\u0000": 2}',
+]
+
+
+@pytest.mark.parametrize("payload", DUPLICATES)
+def test_a_repeated_member_is_refused_anywhere(payload: bytes) -> None:
+    with pytest.raises(InvalidToken) as info:
+        parse_token(raw(b'{"alg": "RS256"}', payload), max_bytes=LIMIT)
+    assert info.value.reason == "malformed_token"
+    assert "payload repeats a member" in info.value.description
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"a": 1, "A": 2}',  # names are case-sensitive
+        b'{"a": {"b": 1}, "b": {"a": 1}}',  # the same name in different objects
+        b'{"y": [{"a": 1}, {"a": 2}], "a": 3}',
+        b'{"x": [{"a": 1}, {"a": 2}]}',
+        b'{"a": 1, "a\\u0000": 2}',
+    ],
+)
+def test_equal_names_in_different_objects_are_not_duplicates(payload: bytes) -> None:
+    assert load_object(payload, "payload") == json.loads(payload)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        # Texts the fast parser refuses but the standard library reads: read as before.
+        b'{"a": "\\ud800"}',  # a lone surrogate escape
+        b'{"a": ' + b"[" * 300 + b"]" * 300 + b"}",  # deeper than jiter goes
+    ],
+)
+def test_what_only_the_standard_library_reads_is_read_as_before(payload: bytes) -> None:
+    assert load_object(payload, "payload") == json.loads(payload)
+
+
+# JSON-like text: real JSON with a chance of repeated names (plain or escaped), constants,
+# stray characters, and deep nesting, as bytes.
+_names = st.sampled_from(["a", "b", "\\u0061", "\\u0062", "é", "\\u00e9", "exp", ""])
+_scalars = st.sampled_from(
+    ["1", "-0", "1.5e3", "1e400", "NaN", "Infinity", "true", "null", '"x"', '"\\ud800"', "01"]
+)
+
+
+@st.composite
+def _json_like(draw: st.DrawFn, depth: int = 0) -> str:
+    if depth > 3 or draw(st.booleans()):
+        return draw(_scalars)
+    if draw(st.booleans()):
+        items = draw(st.lists(_json_like(depth + 1), max_size=3))
+        return "[" + ",".join(items) + "]"
+    members = draw(st.lists(st.tuples(_names, _json_like(depth + 1)), max_size=4))
+    return "{" + ",".join(f'"{name}":{value}' for name, value in members) + "}"
+
+
+def _standard_library(text: bytes) -> object:
+    """The rule written with the standard library alone (slow): the reference."""
+
+    def no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        if len({name for name, _ in pairs}) != len(pairs):
+            raise KeyError("duplicate")
+        return dict(pairs)
+
+    def no_constant(name: str) -> object:
+        raise ValueError(name)
+
+    try:
+        value = json.loads(
+            text.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constant
+        )
+    except KeyError:
+        return "repeats a member"
+    except (ValueError, RecursionError):
+        return "is not JSON"
+    return value if isinstance(value, dict) else "is not a JSON object"
+
+
+@given(st.one_of(_json_like(), st.binary(max_size=40).map(lambda b: b.decode("latin-1"))))
+def test_the_parser_agrees_with_the_standard_library(text: str) -> None:
+    data = text.encode("utf-8")
+    expected = _standard_library(data)
+    try:
+        value: object = load_object(data, "payload")
+    except InvalidToken as exc:
+        assert isinstance(expected, str)
+        assert exc.description.endswith(f"the payload {expected}")
+    else:
+        # NaN never gets here (refused); repr compares -0.0 and inf exactly.
+        assert repr(value) == repr(expected)

@@ -14,7 +14,7 @@ from typing import Any
 from entra_guard.config import EntraConfig, TokenVersion, is_guid
 from entra_guard.discovery import KeySet, SigningKey
 from entra_guard.errors import InsufficientPermissions, InvalidToken
-from entra_guard.principal import EntraPrincipal
+from entra_guard.principal import EntraPrincipal, guest_by_claims
 
 __all__ = [
     "GRAPH_AUDIENCES",
@@ -48,11 +48,14 @@ def check_claims(
     version: TokenVersion,
     now: float,
     tenant_decided: bool = False,
+    payload: bytes | None = None,
 ) -> EntraPrincipal:
     """Check lifetime, issuer, audience, client and permissions; return the principal.
 
     ``tenant_decided=True``: the app's run-time decision (``config.tenant_allowed``) has
-    allowed the token's tenant, on top of ``config.allowed_tenants``.
+    allowed the token's tenant, on top of ``config.allowed_tenants``. ``payload``: the JSON
+    text ``claims`` was parsed from; the principal then keeps that text instead of the dict
+    (see ``EntraPrincipal.from_payload``).
     """
     check_lifetime(claims, leeway=config.leeway, now=now)
     check_issuer(claims, config=config, keyset=keyset, key=key, tenant_decided=tenant_decided)
@@ -61,7 +64,9 @@ def check_claims(
         check_app_key_audience(claims, keyset.app_id, config)
     client_id = check_client(claims, version)
     # Authenticated. What follows decides whether the caller may use this API at all.
-    return check_permissions(claims, config=config, version=version, client_id=client_id)
+    return check_permissions(
+        claims, config=config, version=version, client_id=client_id, payload=payload
+    )
 
 
 def check_client(claims: Mapping[str, Any], version: TokenVersion) -> str:
@@ -83,16 +88,27 @@ def check_client(claims: Mapping[str, Any], version: TokenVersion) -> str:
 
 
 def check_permissions(
-    claims: Mapping[str, Any], *, config: EntraConfig, version: TokenVersion, client_id: str
+    claims: Mapping[str, Any],
+    *,
+    config: EntraConfig,
+    version: TokenVersion,
+    client_id: str,
+    payload: bytes | None = None,
 ) -> EntraPrincipal:
     """The client allow-list, guests when refused, and a token that grants nothing; returns
-    the principal."""
+    the principal (keeping ``payload``, the claims' JSON text, when given)."""
     if config.allowed_client_ids and client_id.lower() not in config.allowed_client_ids:
         raise InsufficientPermissions(
             "client_not_allowed", "The calling application is not allowed to use this API"
         )
-    principal = EntraPrincipal.from_claims(claims, version=version, client_id=client_id)
-    if not config.allow_guests and principal.is_guest:
+    if payload is not None and isinstance(claims, dict):
+        principal = EntraPrincipal.from_payload(
+            claims, payload, version=version, client_id=client_id
+        )
+    else:
+        principal = EntraPrincipal.from_claims(claims, version=version, client_id=client_id)
+    # The rule of principal.is_guest, read from the dict at hand rather than the kept text.
+    if not config.allow_guests and guest_by_claims(claims, principal.tenant_id):
         raise InsufficientPermissions(
             "guest_not_allowed", "This API does not accept guest users (users of another tenant)"
         )
@@ -188,11 +204,18 @@ def check_audience(claims: Mapping[str, Any], config: EntraConfig) -> None:
     aud = claims.get("aud")
     if aud is None:
         raise InvalidToken("missing_claim", "The token has no audience ('aud')")
-    values = [aud] if isinstance(aud, str) else aud
-    if not isinstance(values, list) or not values or not all(isinstance(a, str) for a in values):
-        raise InvalidToken("invalid_claim", "The 'aud' claim is not a string or list of strings")
-    if any(config.accepts_audience(a) for a in values):
-        return
+    if isinstance(aud, str):  # the usual shape: one string, checked without building a list
+        if config.accepts_audience(aud):
+            return
+        values = [aud]
+    else:
+        if not isinstance(aud, list) or not aud or not all(isinstance(a, str) for a in aud):
+            raise InvalidToken(
+                "invalid_claim", "The 'aud' claim is not a string or list of strings"
+            )
+        if any(config.accepts_audience(a) for a in aud):
+            return
+        values = aud
     if any(a.removesuffix("/") in GRAPH_AUDIENCES for a in values):
         raise InvalidToken(
             "graph_token",

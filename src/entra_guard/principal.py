@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any
 
 from entra_guard.config import TokenVersion, is_guid
+from entra_guard.parsing import load_object
 
-__all__ = ["EntraPrincipal"]
+__all__ = ["EntraPrincipal", "LazyClaims", "guest_by_claims"]
 
 # The personal-account (MSA) tenant: an ``idp`` naming it marks a Microsoft-account guest.
 _MSA_TENANT_ID = "9188040d-6c67-4c5b-b112-36a304b66dad"
@@ -104,13 +105,7 @@ class EntraPrincipal:
         ``tid``, a member; anything else (another tenant's STS, ``live.com``, ``google.com``,
         ``mail``), a guest. ``tid`` is the resource tenant for guests too, so it tells nothing.
         """
-        acct = self.acct
-        if acct is not None:
-            return acct == 1
-        idp, iss = self.claims.get("idp"), self.claims.get("iss")
-        if not isinstance(idp, str) or idp == iss:
-            return False
-        return _stated_tenant(idp) != self.tenant_id
+        return guest_by_claims(self.claims, self.tenant_id)
 
     @property
     def home_tenant_id(self) -> str | None:
@@ -187,25 +182,149 @@ class EntraPrincipal:
 
         A ``dict`` is taken over, not copied: the validator hands in the payload it just parsed.
         """
-        get = claims.get
-        scp = get("scp")
-        scopes = frozenset(scp.split()) if isinstance(scp, str) else frozenset()
-        oid, sub, name = get("oid"), get("sub"), get("name")
-        username = get("preferred_username") or get("upn")
-        return cls(
-            tenant_id=claims["tid"],
-            client_id=client_id,
-            object_id=oid if isinstance(oid, str) else None,
-            subject=sub if isinstance(sub, str) else None,
-            roles=frozenset(get("roles") or ()),
-            scopes=scopes,
-            app_only=get("idtyp") == "app" or not scopes,
-            version=version,
-            expires_on=claims["exp"],
-            name=name if isinstance(name, str) else None,
-            preferred_username=username if isinstance(username, str) else None,
-            claims=MappingProxyType(claims if isinstance(claims, dict) else dict(claims)),
+        return _from_claims(
+            claims,
+            MappingProxyType(claims if isinstance(claims, dict) else dict(claims)),
+            version,
+            client_id,
         )
+
+    @classmethod
+    def from_payload(
+        cls, claims: dict[str, Any], payload: bytes, *, version: TokenVersion, client_id: str
+    ) -> EntraPrincipal:
+        """Like :meth:`from_claims`, but ``claims`` is kept as ``payload``, the JSON text it was
+        parsed from (compact: a principal lives in the token cache for the token's lifetime),
+        and parsed again on the first read of :attr:`claims` or a claim property.
+
+        ``payload`` must be the text ``claims`` was strictly parsed from (same members).
+        """
+        return _from_claims(claims, LazyClaims(payload), version, client_id)
+
+
+# Sets a slot of a frozen principal: what the dataclass's __init__ does, minus a call of
+# object.__setattr__ per field (a principal is built for every fresh token).
+_SLOTS = {name: EntraPrincipal.__dict__[name].__set__ for name in EntraPrincipal.__slots__}
+_set_tenant_id, _set_client_id = _SLOTS["tenant_id"], _SLOTS["client_id"]
+_set_object_id, _set_subject = _SLOTS["object_id"], _SLOTS["subject"]
+_set_roles, _set_scopes, _set_app_only = _SLOTS["roles"], _SLOTS["scopes"], _SLOTS["app_only"]
+_set_version, _set_expires_on, _set_name = _SLOTS["version"], _SLOTS["expires_on"], _SLOTS["name"]
+_set_username, _set_claims = _SLOTS["preferred_username"], _SLOTS["claims"]
+_set_permissions = _SLOTS["permissions"]
+_EMPTY: frozenset[str] = frozenset()
+# Most tokens of one API carry one of a few sets of roles and scopes: one frozenset (and one
+# permissions tuple) per distinct set, not per token. Bounded: odd traffic starts it over.
+_MAX_SHARED = 1024
+_shared: dict[tuple[Any, Any], tuple[frozenset[str], frozenset[str], tuple[str, ...]]] = {}
+
+
+def _permissions(roles: Any, scp: Any) -> tuple[frozenset[str], frozenset[str], tuple[str, ...]]:
+    key = (tuple(roles) if roles else None, scp if isinstance(scp, str) else None)
+    found = _shared.get(key)
+    if found is None:
+        role_set = frozenset(roles) if roles else _EMPTY
+        scope_set = frozenset(scp.split()) if isinstance(scp, str) else _EMPTY
+        found = (role_set, scope_set, ("authenticated", *role_set, *scope_set))
+        if len(_shared) >= _MAX_SHARED:
+            _shared.clear()
+        _shared[key] = found
+    return found
+
+
+def _shared_text(value: Any) -> Any:
+    """One object for the tenant and client ids of many tokens (few distinct values)."""
+    if type(value) is not str:  # from_claims takes claims as given
+        return value
+    found = _texts.get(value)
+    if found is None:
+        if len(_texts) >= _MAX_SHARED:
+            _texts.clear()
+        found = _texts[value] = value
+    return found
+
+
+_texts: dict[str, str] = {}
+
+
+def _from_claims(
+    claims: Mapping[str, Any], kept: Mapping[str, Any], version: TokenVersion, client_id: str
+) -> EntraPrincipal:
+    get = claims.get
+    roles, scopes, permissions = _permissions(get("roles"), get("scp"))
+    oid, sub, name = get("oid"), get("sub"), get("name")
+    if sub == oid:  # one object when they are equal (v1 tokens, app-only tokens)
+        sub = oid
+    username = get("preferred_username") or get("upn")
+    principal: EntraPrincipal = object.__new__(EntraPrincipal)
+    _set_tenant_id(principal, _shared_text(claims["tid"]))
+    _set_client_id(principal, _shared_text(client_id))
+    _set_object_id(principal, oid if isinstance(oid, str) else None)
+    _set_subject(principal, sub if isinstance(sub, str) else None)
+    _set_roles(principal, roles)
+    _set_scopes(principal, scopes)
+    _set_app_only(principal, get("idtyp") == "app" or not scopes)
+    _set_version(principal, version)
+    _set_expires_on(principal, claims["exp"])
+    _set_name(principal, name if isinstance(name, str) else None)
+    _set_username(principal, username if isinstance(username, str) else None)
+    _set_claims(principal, kept)
+    _set_permissions(principal, permissions)
+    return principal
+
+
+def guest_by_claims(claims: Mapping[str, Any], tenant_id: str) -> bool:
+    """The rule of :attr:`EntraPrincipal.is_guest`, for claims not yet in a principal."""
+    acct = claims.get("acct")
+    if type(acct) is int:
+        return acct == 1
+    idp, iss = claims.get("idp"), claims.get("iss")
+    if not isinstance(idp, str) or idp == iss:
+        return False
+    return _stated_tenant(idp) != tenant_id
+
+
+class LazyClaims(Mapping[str, Any]):
+    """A token's claims, kept as the JSON text of its payload and parsed on the first read.
+
+    Read-only, like the ``MappingProxyType`` a principal built with :meth:`~EntraPrincipal.
+    from_claims` holds. The text was parsed strictly once already (duplicate members refused),
+    so parsing it again gives the same members.
+    """
+
+    __slots__ = ("_claims", "_payload")
+
+    def __init__(self, payload: bytes) -> None:
+        self._payload = payload
+        self._claims: dict[str, Any] | None = None
+
+    @property
+    def _parsed(self) -> dict[str, Any]:
+        claims = self._claims
+        if claims is None:
+            claims = self._claims = load_object(self._payload, "payload")
+        return claims
+
+    def __getitem__(self, name: str) -> Any:
+        return self._parsed[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._parsed.get(name, default)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._parsed
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._parsed)
+
+    def __len__(self) -> int:
+        return len(self._parsed)
+
+    def copy(self) -> dict[str, Any]:
+        """A shallow copy, as a ``dict`` (what ``MappingProxyType.copy`` gives)."""
+        return self._parsed.copy()
+
+    def __repr__(self) -> str:
+        return f"LazyClaims({self._parsed!r})"
 
 
 def _stated_tenant(idp: str) -> str | None:

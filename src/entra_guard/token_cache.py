@@ -8,19 +8,17 @@ is most of what validating costs. The rules that keep this safe:
   outlives its token;
 - every hit checks that the key which verified the token is still published: when a refresh
   drops a key, the tokens it signed stop being honoured;
-- the cache holds at most ``maxsize`` entries (least recently used go first), and only
-  successes: a token that failed is checked in full every time;
+- the cache holds at most ``maxsize`` entries (least recently used go first, 1/64 of them at
+  a time), and only successes: a token that failed is checked in full every time;
 - ``token_cache_size=0`` turns it off.
 """
 
 from __future__ import annotations
 
 import hashlib
+from itertools import islice
 from typing import NamedTuple
 
-from cachetools import LRUCache
-
-from entra_guard.config import TokenVersion
 from entra_guard.discovery import KeySet, KeyStore, SigningKey
 from entra_guard.principal import EntraPrincipal
 
@@ -28,52 +26,63 @@ __all__ = ["VerifiedToken", "VerifiedTokenCache"]
 
 
 class VerifiedToken(NamedTuple):
-    """One validated token; a tuple because one is built for every fresh token."""
+    """One validated token: what a hit needs, and nothing else (the version and ``exp`` are the
+    principal's). A tuple because one is built, and kept, for every fresh token."""
 
     principal: EntraPrincipal
-    version: TokenVersion
     keyset: KeySet
     key: SigningKey
     not_before: float  # the later of nbf and iat, or -inf
-    expires: float
 
 
 class VerifiedTokenCache:
     """Bounded memory of fully validated tokens; see the module docstring for the rules."""
 
     def __init__(self, maxsize: int, *, leeway: float) -> None:
-        self._entries: LRUCache[bytes, VerifiedToken] = LRUCache(maxsize=maxsize)
+        # A dict keeps insertion order: a hit re-inserts its entry at the end, so the first
+        # entries are the least recently used. (A plain dict: an OrderedDict costs about 80
+        # more bytes per entry.)
+        self._entries: dict[bytes, VerifiedToken] = {}
+        self._maxsize = maxsize
+        # A full cache drops its least recently used 1/64 at once: reaching the first entries
+        # walks past the slots that earlier drops emptied, paid once per batch this way.
+        self._drop = max(1, maxsize // 64)
         self._leeway = leeway
 
     @staticmethod
-    def digest(token: str) -> bytes:
-        return hashlib.sha256(token.encode()).digest()
+    def digest(token: str | bytes) -> bytes:
+        """SHA-256 of the whole token (its ASCII text)."""
+        return hashlib.sha256(token.encode() if isinstance(token, str) else token).digest()
 
     def get(self, digest: bytes, *, now: float, keys: KeyStore) -> EntraPrincipal | None:
         """The principal of a still-valid entry, or ``None`` (and the entry is gone)."""
-        try:
-            entry = self._entries[digest]  # cheaper than .get() in cachetools
-        except KeyError:
+        entries = self._entries
+        entry = entries.pop(digest, None)
+        if entry is None:
             return None
-        leeway = self._leeway
+        principal, leeway = entry.principal, self._leeway
         if (
-            now < entry.expires + leeway
+            now < principal.expires_on + leeway
             and entry.not_before <= now + leeway
-            and keys.is_current(entry.version, entry.keyset, entry.key)
+            and keys.is_current(principal.version, entry.keyset, entry.key)
         ):
-            return entry.principal
-        self._entries.pop(digest, None)
-        return None
+            entries[digest] = entry  # now the most recently used
+            return principal
+        return None  # and it stays out
 
     def forget(self, digest: bytes) -> None:
         self._entries.pop(digest, None)
 
     def put(self, digest: bytes, entry: VerifiedToken) -> None:
-        self._entries[digest] = entry
+        entries = self._entries
+        entries[digest] = entry
+        if len(entries) > self._maxsize:
+            for oldest in list(islice(entries, self._drop)):
+                del entries[oldest]
 
     def __len__(self) -> int:
         return len(self._entries)
 
     @property
     def maxsize(self) -> int:
-        return int(self._entries.maxsize)
+        return self._maxsize

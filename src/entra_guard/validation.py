@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from hashlib import sha256
 from types import TracebackType
 from typing import Any, TypeAlias, cast
 
@@ -24,7 +25,7 @@ from entra_guard.claims import check_claims
 from entra_guard.config import EntraConfig, TokenVersion, is_guid
 from entra_guard.discovery import KeyStore, SigningKey
 from entra_guard.errors import InvalidToken, ServiceUnavailable
-from entra_guard.parsing import decode_json, decode_segment, split_token
+from entra_guard.parsing import decode_json, decode_segment, dots, load_object, token_bytes
 from entra_guard.principal import EntraPrincipal
 from entra_guard.token_cache import VerifiedToken, VerifiedTokenCache
 
@@ -68,7 +69,7 @@ class TokenValidator:
             else None
         )
         # Checked headers by their base64url text: every token a key signs has the same header.
-        self._headers: dict[str, _Header] = {}
+        self._headers: dict[bytes, _Header] = {}
         self._tenant_decisions: AsyncTTLCache[str, bool] | None = None
         if config.tenant_allowed is not None:
             self._tenant_decisions = AsyncTTLCache(
@@ -82,18 +83,22 @@ class TokenValidator:
         or ``ServiceUnavailable`` (503, ``tenant_decision_unavailable``) when
         ``config.tenant_allowed`` raised.
         """
+        max_bytes = self.config.max_token_bytes
         if isinstance(token, bytes):
-            try:
-                token = token.decode("ascii")
-            except UnicodeDecodeError:
+            if not token.isascii():
                 raise InvalidToken(
                     "malformed_token", "The token is malformed: it contains non-ASCII bytes"
-                ) from None
+                )
+            if len(token) > max_bytes:
+                raise InvalidToken("token_too_large", f"The token is longer than {max_bytes} bytes")
+            data = token
+        else:
+            data = token_bytes(token, max_bytes=max_bytes)
         when = self._clock() if now is None else now
         cache = self.cache
-        if cache is None or len(token) > self.config.max_token_bytes:
-            return (await self._validate(token, when)).principal
-        digest = cache.digest(token)
+        if cache is None:
+            return (await self._validate(data, when)).principal
+        digest = sha256(data).digest()  # the cache's key: the whole token, nothing less
         principal = cache.get(digest, now=when, keys=self.key_store)
         if principal is not None:
             # A remembered token is honoured only while its tenant still is: a tenant the app
@@ -106,16 +111,15 @@ class TokenValidator:
                 cache.forget(digest)
                 raise _tenant_not_allowed()
             return principal
-        verified = await self._validate(token, when)
+        verified = await self._validate(data, when)
         cache.put(digest, verified)
         return verified.principal
 
-    async def _validate(self, token: str, now: float) -> VerifiedToken:
-        header_b64, payload_b64, signature_b64 = split_token(
-            token, max_bytes=self.config.max_token_bytes
-        )
-        algorithm, alg, kid, x5t = self._header(header_b64)
-        claims = decode_json(payload_b64, "payload")
+    async def _validate(self, data: bytes, now: float) -> VerifiedToken:
+        first, second = dots(data)
+        algorithm, alg, kid, x5t = self._header(data[:first])
+        payload = decode_segment(data[first + 1 : second])
+        claims = load_object(payload, "payload")
         version = self.token_version(claims)
 
         keyset = self.key_store.current(version)
@@ -124,8 +128,9 @@ class TokenValidator:
             keyset, key = await self.key_store.find_key(version, kid, x5t)
             if key is None:
                 raise InvalidToken("key_not_found", "The signature key was not found")
-        signing_input = token[: len(header_b64) + 1 + len(payload_b64)].encode("ascii")
-        self.verify_signature(signing_input, decode_segment(signature_b64), algorithm, alg, key)
+        self.verify_signature(
+            data[:second], decode_segment(data[second + 1 :]), algorithm, alg, key
+        )
 
         decided = False
         tid = claims.get("tid")
@@ -145,9 +150,10 @@ class TokenValidator:
             version=version,
             now=now,
             tenant_decided=decided,
+            payload=payload,
         )
         nbf, iat = claims.get("nbf", -math.inf), claims.get("iat", -math.inf)
-        return VerifiedToken(principal, version, keyset, key, max(nbf, iat), claims["exp"])
+        return VerifiedToken(principal, keyset, key, float(max(nbf, iat)))  # a float is smaller
 
     async def _decide_tenant(self, tid: str) -> bool:
         decide, decisions = self.config.tenant_allowed, self._tenant_decisions
@@ -172,7 +178,7 @@ class TokenValidator:
             ) from exc
         return answer is True
 
-    def _header(self, header_b64: str) -> _Header:
+    def _header(self, header_b64: bytes) -> _Header:
         checked = self._headers.get(header_b64)
         if checked is None:
             checked = self.check_header(decode_json(header_b64, "header"))
@@ -219,7 +225,8 @@ class TokenValidator:
             raise InvalidToken(
                 "version_not_accepted", "The token's version ('ver') is not accepted"
             )
-        return cast("TokenVersion", version)
+        # Our own constant, not the token's string: a cached principal keeps no copy of it.
+        return "2.0" if version == "2.0" else "1.0"
 
     @staticmethod
     def verify_signature(

@@ -99,7 +99,7 @@ def run_emulator(args: argparse.Namespace, *, stop: threading.Event | None = Non
             spa, native, user = register_demo_sign_in(idp)
             apis, clients, users = [api], [daemon, spa, native], [user]
     except (OSError, ValueError) as exc:
-        idp.stop()
+        idp.close()
         return fail(f"cannot load registrations: {exc}", EXIT_USAGE)
     _stop_on_sigterm()
     try:  # Ctrl-C may come at any moment from here on, and always means a clean stop
@@ -113,7 +113,7 @@ def run_emulator(args: argparse.Namespace, *, stop: threading.Event | None = Non
     except KeyboardInterrupt:
         pass
     finally:
-        idp.stop()
+        idp.close()
     return EXIT_OK
 
 

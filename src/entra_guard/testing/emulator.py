@@ -107,6 +107,12 @@ class EntraEmulator(RegistrationMethods):
         Requests held by :attr:`delay` are answered 503 at once instead of finishing their wait.
         """
         self._state.stopping = True
+        # The port stays bound, refusing connections, so that start() can take it again.
+        self._server.stop(hold_port=True)
+
+    def close(self) -> None:
+        """Stop serving and release the port (``stop`` keeps it for a later ``start``)."""
+        self._state.stopping = True
         self._server.stop()
 
     def __enter__(self) -> EntraEmulator:
@@ -118,7 +124,7 @@ class EntraEmulator(RegistrationMethods):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.stop()
+        self.close()
 
     async def __aenter__(self) -> EntraEmulator:
         # Start-up and shutdown wait on another thread; keep the caller's event loop free.
@@ -130,7 +136,7 @@ class EntraEmulator(RegistrationMethods):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        await asyncio.to_thread(self.stop)
+        await asyncio.to_thread(self.close)
 
     @property
     def running(self) -> bool:

@@ -14,6 +14,7 @@ routine records out while it serves. Its warnings and errors still reach the hos
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import threading
@@ -123,6 +124,9 @@ class BackgroundServer:
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        # Between stop(hold_port=True) and start(): bound, not listening. Connections are
+        # refused as by a server that is down, and no other process can take the port meanwhile.
+        self._held: socket.socket | None = None
 
     @property
     def port(self) -> int:
@@ -138,7 +142,7 @@ class BackgroundServer:
         with self._lock:
             if self._server is not None:
                 return
-            sock = self._bind()
+            sock, self._held = self._held or self._bind(), None
             _quiet.acquire()
             try:
                 server = _Server(self._config())
@@ -156,10 +160,19 @@ class BackgroundServer:
                 raise
             self._server, self._thread = server, thread
 
-    def stop(self) -> None:
-        """Close the socket and every connection, then return. Does nothing if not serving."""
+    def stop(self, *, hold_port: bool = False) -> None:
+        """Close the socket and every connection, then return.
+
+        With ``hold_port`` the port stays bound (not listening) until :meth:`start`, so that
+        it refuses connections like a server that is down but cannot be taken by another
+        process meanwhile (a busy machine hands freed ports out again within seconds).
+        Without it, a port held by an earlier stop is released too.
+        """
         with self._lock:
             server, thread = self._server, self._thread
+            if not hold_port and self._held is not None:
+                self._held.close()
+                self._held = None
             if server is None or thread is None:
                 return
             self._server = self._thread = None
@@ -169,6 +182,9 @@ class BackgroundServer:
                 server.force_exit = True
                 thread.join(_STOP_TIMEOUT)
             _quiet.release()
+            if hold_port:
+                with contextlib.suppress(OSError):  # taken in the instant after the close
+                    self._held = self._bind()
             if self._tls is not None:
                 self._tls.cleanup()
 
