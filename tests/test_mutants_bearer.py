@@ -147,3 +147,10 @@ def test_a_claims_challenge_in_microsofts_form() -> None:
         "error": "insufficient_claims",
         "error_description": "sign in again",
     }
+
+
+def test_a_scope_without_a_query_string_is_read_as_an_empty_one() -> None:
+    """ASGI: ``query_string`` may be left out of a scope; it then defaults to ``b""``."""
+    headers = [(AUTH, b"Bearer abc")]
+    assert bearer_token({"type": "http", "headers": headers}) == "abc"
+    assert bearer_token({"type": "http", "headers": []}) is None

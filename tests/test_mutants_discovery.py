@@ -268,3 +268,18 @@ async def test_what_an_error_answer_says_is_logged_within_bounds(
         (logging.ERROR, f"cannot fetch the 2.0 signing keys (_FetchError: GET {url} answered "
                         f"HTTP 400{said}); retrying in 1 s")
     ]  # fmt: skip
+
+
+async def test_no_keys_at_all_is_a_503_saying_so(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    entra_emulator.fail_status = 500
+    keys = KeyStore(entra_emulator.config(), clock=clock)
+    with pytest.raises(KeysUnavailable) as unavailable:
+        await keys.get_key_set("2.0")
+    assert (unavailable.value.reason, unavailable.value.description) == (
+        "keys_unavailable",
+        "The signing keys of the identity provider are unavailable; try again later",
+    )
+    assert (unavailable.value.status_code, unavailable.value.retry_after) == (503, 1)
+    await keys.aclose()

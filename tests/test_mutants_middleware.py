@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
 from entra_guard import AuthOutcome, EntraAuthMiddleware, InvalidToken, TokenValidator
-from entra_guard.middleware import _route_path
+from entra_guard.middleware import _NESTED, _route_path
 from entra_guard.testing import EntraEmulator
 from tests.asgi import get_with_token
 
@@ -116,3 +116,25 @@ def test_with_cors_inside_only_a_true_preflight_passes_without_a_token(
             assert refused.headers["www-authenticate"] == "Bearer"
         assert client.options("/orders", headers={"Origin": "https://app.test"}).status_code == 401
     assert ran == []
+
+
+async def test_nested_the_inner_middleware_fails_the_startup_saying_why(
+    entra_emulator: EntraEmulator,
+) -> None:
+    config = entra_emulator.config()
+    inner = EntraAuthMiddleware(ok, config=config, prefetch_keys=False)
+    outer = EntraAuthMiddleware(inner, config=config, prefetch_keys=False)
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    with pytest.raises(RuntimeError) as failed:
+        await outer({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    assert str(failed.value) == _NESTED
+    assert sent == [{"type": "lifespan.startup.failed", "message": _NESTED}]
+    await inner.validator.aclose()
+    await outer.validator.aclose()
