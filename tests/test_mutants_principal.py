@@ -5,9 +5,11 @@ Principals come from emulator tokens checked by a real validator over loopback H
 
 from __future__ import annotations
 
+from collections import UserDict
 from typing import Any
 
 from entra_guard import EntraPrincipal
+from entra_guard.principal import guest_by_claims
 from entra_guard.testing import REMOVE, EntraEmulator
 from tests.support import validator_for
 
@@ -80,3 +82,39 @@ async def test_an_app_token_is_app_only_even_with_scopes_and_its_roles_are_kept(
     assert app.roles == {"Orders.Admin"}
     user = await principal(entra_emulator, idtyp="user")
     assert not user.app_only
+
+
+def test_a_principal_built_directly_lists_its_permissions() -> None:
+    """As Starlette's ``@requires`` reads them: ``authenticated``, then roles, then scopes."""
+    built = EntraPrincipal(
+        tenant_id=OTHER_TENANT, client_id="c", object_id=None, subject=None,
+        roles=frozenset({"Orders.Admin"}), scopes=frozenset({"Orders.Read"}), app_only=False,
+        version="2.0", expires_on=0.0,
+    )  # fmt: skip
+    assert built.permissions == ("authenticated", "Orders.Admin", "Orders.Read")
+
+
+def test_from_claims_takes_a_dict_over_and_copies_any_other_mapping() -> None:
+    claims: dict[str, Any] = {"tid": OTHER_TENANT, "exp": 1, "scp": "a", "oid": "o"}
+    taken = EntraPrincipal.from_claims(claims, version="2.0", client_id="c")
+    claims["later"] = 1
+    assert "later" in taken.claims  # the validator's own payload: not copied
+    other: UserDict[str, Any] = UserDict({"tid": OTHER_TENANT, "exp": 1, "scp": "a"})
+    copied = EntraPrincipal.from_claims(other, version="2.0", client_id="c")
+    other["later"] = 1
+    assert "later" not in copied.claims
+    assert copied.claims["scp"] == "a"
+
+
+def test_an_idp_equal_to_the_issuer_is_no_guest() -> None:
+    same = "https://idp.example/"
+    assert not guest_by_claims({"idp": same, "iss": same}, OTHER_TENANT)
+    assert guest_by_claims({"idp": same, "iss": "https://other.example/"}, OTHER_TENANT)
+
+
+async def test_the_claims_of_a_validated_token_answer_membership(
+    entra_emulator: EntraEmulator,
+) -> None:
+    user = await principal(entra_emulator, scp="Orders.Read")
+    assert "scp" in user.claims
+    assert "nope" not in user.claims
