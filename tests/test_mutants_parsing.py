@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from entra_guard import InvalidToken
-from entra_guard.parsing import decode_segment, parse_token, split_token
+from entra_guard.parsing import decode_json, decode_segment, parse_token, split_token
 from tests.support import b64
 from tests.test_parsing import GOOD, LIMIT, raw, segment
 
@@ -59,3 +59,10 @@ def test_every_padding_length_decodes_to_the_bytes_signed(data: bytes) -> None:
         assert decode_segment(b64(data)) == data
     token = f"{segment({'alg': 'RS256'})}.{segment({'d': data.hex()})}.{b64(data + b'!')}"
     assert parse_token(token, max_bytes=LIMIT).signature == data + b"!"
+
+
+def test_decode_json_names_the_part_it_was_given() -> None:
+    assert decode_json(segment({"a": 1}), "header") == {"a": 1}
+    with pytest.raises(InvalidToken) as refused:
+        decode_json(b64(b"[1]"), "payload")
+    assert refused.value.description == MALFORMED + "the payload is not a JSON object"
