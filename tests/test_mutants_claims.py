@@ -253,3 +253,9 @@ def test_nbf_equal_to_exp_is_no_inverted_lifetime() -> None:
     """Only an ``nbf`` after ``exp`` is; at equality the leeway decides, as for any token."""
     principal = run(Case("nbf == exp", app_v2(nbf=NOW + 10, iat=NOW, exp=NOW + 10)))
     assert principal.expires_on == NOW + 10
+
+
+def test_a_member_whose_idp_names_the_tokens_own_tenant_is_no_guest() -> None:
+    claims = user_v1(idp=f"https://sts.windows.net/{TENANT.upper()}/")
+    principal = run(Case("member", claims, version="1.0", config={"allow_guests": False}))
+    assert not principal.is_guest
