@@ -73,8 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     share = others / (seconds * (os.cpu_count() or 1))
     if share > _BUSY_MACHINE:
         ctx.note(
-            f"Other processes used {share:.0%} of the machine's CPU during this run: figures "
-            "are noisier than on a quiet machine (see the spread in results.json)."
+            f"Other processes used {share:.0%} of the machine's CPU during this run (the line "
+            "'CPU taken by other processes' above): microseconds are slower and noisier than "
+            "on a quiet machine (see the spread in results.json); the ratios, measured in the "
+            "same rounds, are steadier, but Python slows down more than the RSA floor, so "
+            "rerun on a quiet machine before reading the targets."
         )
 
     print()

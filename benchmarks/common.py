@@ -53,8 +53,9 @@ __all__ = [
     "timed",
 ]
 
-#: Tokens with neither roles nor scopes grant nothing and are refused (403): give them a role.
-BENCH_ROLE = "Bench.Read"
+#: The app role every benchmark token carries and every guarded route requires (the example
+#: API's): tokens with neither roles nor scopes grant nothing and are refused (403).
+BENCH_ROLE = "Orders.Read"
 _CACHE_FIELD = "token_cache_size"
 # Below this, starting worker processes costs more than it saves.
 _PARALLEL_FROM = 400

@@ -20,6 +20,7 @@ from starlette.types import Message
 from starlette.websockets import WebSocket
 
 from entra_guard import AuthOutcome, EntraAuthMiddleware, EntraConfig, KeyStore, TokenValidator
+from entra_guard.errors import InsufficientPermissions
 from entra_guard.middleware import STATE_KEY
 from entra_guard.starlette import principal_of, require_roles, require_scope_or_role
 from entra_guard.testing import DEFAULT_CLIENT_ID, EntraEmulator
@@ -313,6 +314,39 @@ async def test_websocket_without_the_denial_extension_closes_with_1008(
     await middleware(scope, receive, send)
     assert [m["type"] for m in sent] == ["websocket.close"]
     assert sent[0]["code"] == 1008
+    await middleware.validator.aclose()
+
+
+@pytest.mark.parametrize(
+    ("kind", "first"),
+    [("http", "http.response.start"), ("websocket", "websocket.accept")],
+)
+async def test_a_refusal_after_the_app_started_its_answer_is_raised_not_answered(
+    entra_emulator: EntraEmulator, kind: str, first: str
+) -> None:
+    """Once the app has sent anything, a second answer would break the connection's protocol:
+    the middleware re-raises instead of sending its 403."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": first, "status": 200, "headers": []})
+        raise InsufficientPermissions("missing_permission", "raised while answering")
+
+    middleware = EntraAuthMiddleware(app, config=entra_emulator.config())
+    sent: list[Message] = []
+    messages: list[Message] = [{"type": "websocket.connect"}]
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    token = entra_emulator.issue_token(roles=["Orders.Read"])
+    headers = [(b"authorization", f"Bearer {token}".encode())]
+    scope = {"type": kind, "path": "/x", "headers": headers, "query_string": b""}
+    with pytest.raises(InsufficientPermissions):
+        await middleware(scope, receive, send)
+    assert [m["type"] for m in sent] == [first]
     await middleware.validator.aclose()
 
 

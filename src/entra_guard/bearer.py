@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 from starlette.types import Scope
@@ -29,11 +28,17 @@ __all__ = ["INCOMING_TOKEN", "IncomingToken", "bearer_token", "error_response"]
 INCOMING_TOKEN = "entra_guard.incoming_token"  # noqa: S105  # a key's name, not a secret
 
 
-@dataclass(frozen=True, slots=True)
 class IncomingToken:
-    """The caller's validated bearer token; its repr hides it, so a dumped scope leaks nothing."""
+    """The caller's validated bearer token; its repr hides it, so a dumped scope leaks nothing.
 
-    value: str = field(repr=False)
+    A plain slotted class rather than a frozen dataclass: one is built for every request, and
+    nothing but the on-behalf-of helpers reads it.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
 
     def __repr__(self) -> str:
         return "IncomingToken([redacted])"
@@ -44,6 +49,8 @@ Headers = list[tuple[bytes, bytes]]
 # RFC 6750 3: error_description and scope values exclude '"' and '\' and non-ASCII.
 _UNSAFE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 _QUERY_PARAMETER = b"access_token"
+# How nearly every client writes the header; any other spelling takes the general path.
+_COMMON_PREFIX = b"Bearer "
 
 
 def bearer_token(scope: Scope, *, accept_query_token: bool = False) -> str | None:
@@ -62,7 +69,9 @@ def bearer_token(scope: Scope, *, accept_query_token: bool = False) -> str | Non
                     "multiple_authorization_headers", "Send exactly one Authorization header"
                 )
             found = value
-    query_token = _query_token(scope)
+    query: bytes = scope.get("query_string", b"")
+    # The cheap test first: nearly every request has no access_token in its query string.
+    query_token = _query_token(query) if _QUERY_PARAMETER in query else None
     if found is None:
         if query_token is None:
             return None
@@ -74,22 +83,23 @@ def bearer_token(scope: Scope, *, accept_query_token: bool = False) -> str | Non
         return query_token
     if query_token is not None:
         raise InvalidRequest("multiple_token_methods", "Send the token in one place only")
-    # Work on the bytes: this runs on every request.
-    header = found.strip(b" \t")
-    if header[:6].lower() != b"bearer" or header[6:7] not in (b" ", b""):
-        raise InvalidRequest(
-            "unsupported_scheme", "The Authorization header must use the Bearer scheme"
-        )
-    token = header[7:].lstrip(b" ").decode("latin-1")
+    # Work on the bytes, and copy the token once: this runs on every request. strip() and
+    # lstrip() hand back the same object when there is nothing to strip.
+    if found[:7] == _COMMON_PREFIX:
+        token = found[7:].lstrip(b" ").rstrip(b" \t")
+    else:
+        header = found.strip(b" \t")
+        if header[:6].lower() != b"bearer" or header[6:7] not in (b" ", b""):
+            raise InvalidRequest(
+                "unsupported_scheme", "The Authorization header must use the Bearer scheme"
+            )
+        token = header[7:].lstrip(b" ")
     if not token:
         raise InvalidRequest("empty_token", "The Authorization header carries no token")
-    return token
+    return token.decode("latin-1")
 
 
-def _query_token(scope: Scope) -> str | None:
-    query: bytes = scope.get("query_string", b"")
-    if _QUERY_PARAMETER not in query:  # the cheap test first: nearly every request stops here
-        return None
+def _query_token(query: bytes) -> str | None:
     for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
         if name == "access_token":
             return value.strip() or None

@@ -144,10 +144,7 @@ class EntraAuthMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]
         if scope_type not in ("http", "websocket"):
-            if scope_type == "lifespan":
-                await self._lifespan(scope, receive, send)
-            else:
-                await self.app(scope, receive, send)
+            await (self._lifespan if scope_type == "lifespan" else self.app)(scope, receive, send)
             return
         state = scope.get("state")
         if state is not None and STATE_KEY in state:  # an outer EntraAuthMiddleware was here
@@ -187,27 +184,39 @@ class EntraAuthMiddleware:
             await self._refuse(scope, receive, send, failure)
             return
 
-        if principal is None:
-            scope["auth"], scope["user"] = AuthCredentials(), UnauthenticatedUser()
-        else:
-            # Starlette's @requires checks these names: roles and scopes alike.
-            scope["auth"] = AuthCredentials(principal.permissions)
-            scope["user"] = principal
-            scope[INCOMING_TOKEN] = IncomingToken(token or "")  # for on-behalf-of only
+        _admit(scope, principal, token)
         if self._on_outcome is not None:
             reason = "anonymous" if principal is None else "authenticated"
             await _report(self._on_outcome, scope, 200, reason, principal)
-        scope.setdefault("state", {})[STATE_KEY] = principal
-        await self._call_app(scope, receive, send)
+        if scope_type == "websocket":
+            await self._call_websocket_app(scope, receive, send)
+            return
 
-    async def _call_app(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run the app; a permission check failing inside it is answered here, if still possible."""
+        # Run the app (inline: a coroutine less per request); a permission check failing inside
+        # it is answered here, if still possible. Any message the app sends starts its answer:
+        # after http.response.start, ours can no longer be sent.
+        started = False
+
+        async def watch_send(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch_send)
+        except EntraGuardError as exc:
+            if started:
+                raise
+            await self._refuse(scope, receive, send, exc)
+
+    async def _call_websocket_app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """As for HTTP, also noting whether the app consumed ``websocket.connect``. Any message
+        the app sends (websocket.accept, websocket.close, a denial response) starts its answer."""
         started = connected = False
 
         async def watch_send(message: Message) -> None:
             nonlocal started
-            if message["type"] in ("http.response.start", "websocket.accept", "websocket.close"):
-                started = True
+            started = True
             await send(message)
 
         async def watch_receive() -> Message:
@@ -216,9 +225,8 @@ class EntraAuthMiddleware:
             connected = connected or message["type"] == "websocket.connect"
             return message
 
-        app_receive = watch_receive if scope["type"] == "websocket" else receive
         try:
-            await self.app(scope, app_receive, watch_send)
+            await self.app(scope, watch_receive, watch_send)
         except EntraGuardError as exc:
             if started:
                 raise
@@ -278,6 +286,19 @@ class EntraAuthMiddleware:
             await send(message)
 
         return lifespan_send
+
+
+def _admit(scope: Scope, principal: EntraPrincipal | None, token: str | None) -> None:
+    """Put the caller where the app reads it: ``request.user``, ``request.auth`` (Starlette's
+    ``@requires`` checks its names, roles and scopes alike), ``request.state.entra_principal``,
+    and the validated token for on-behalf-of calls only."""
+    if principal is None:
+        scope["auth"], scope["user"] = AuthCredentials(), UnauthenticatedUser()
+    else:
+        scope["auth"] = AuthCredentials(principal.permissions)
+        scope["user"] = principal
+        scope[INCOMING_TOKEN] = IncomingToken(token or "")
+    scope.setdefault("state", {})[STATE_KEY] = principal
 
 
 def _route_path(path: str, root_path: str) -> str:
