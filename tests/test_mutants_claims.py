@@ -259,3 +259,18 @@ def test_a_member_whose_idp_names_the_tokens_own_tenant_is_no_guest() -> None:
     claims = user_v1(idp=f"https://sts.windows.net/{TENANT.upper()}/")
     principal = run(Case("member", claims, version="1.0", config={"allow_guests": False}))
     assert not principal.is_guest
+
+
+@pytest.mark.parametrize(
+    ("aud", "reason"),
+    [
+        (["api://other", "api://another"], "invalid_audience"),
+        (["https://graph.microsoft.com", "api://other"], "graph_token"),
+    ],
+)
+def test_a_list_audience_with_none_of_ours_is_refused_for_its_reason(
+    aud: list[str], reason: str
+) -> None:
+    with pytest.raises(InvalidToken) as refused:
+        run(Case("list", app_v2(aud=aud)))
+    assert refused.value.reason == reason
