@@ -25,6 +25,7 @@ MALFORMED = "The token is malformed: "
         (GOOD.replace("e", "+", 1), "a segment is empty or not base64url"),
         ("é" + GOOD, "the token contains non-ASCII characters"),
         (f"aaaaa.{segment({})}.{b64(b's')}", "a segment is not valid base64url"),
+        (f"a.{segment({})}.{b64(b's')}", "a segment is not valid base64url"),  # 1 character
         (f"{segment({})}.{segment({})}.aaaaa", "a segment is not valid base64url"),
         (f"{segment([1])}.{segment({})}.{b64(b's')}", "the header is not a JSON object"),
         (f"{segment({})}.{segment('x')}.{b64(b's')}", "the payload is not a JSON object"),
