@@ -1,0 +1,285 @@
+"""Rules of ``discovery`` that mutation testing found untested (benchmarks/MUTATION.md).
+
+Against the emulator over real loopback HTTP, with a hand-moved clock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from entra_guard import InvalidToken, KeyStore, KeysUnavailable, TokenValidator
+from entra_guard.testing import EntraEmulator
+from tests.conftest import FakeClock
+from tests.support import settle
+
+API_CLIENT = "6514a8ca-d9e4-4155-b292-65258398f3aa"
+
+
+async def test_the_metadata_urls_of_each_version_and_application(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    config = entra_emulator.config(audiences=["api://orders", API_CLIENT.upper()])
+    keys = KeyStore(config, clock=clock)
+    base = f"{entra_emulator.instance}/{entra_emulator.tenant_id}"
+    assert keys.app_ids == (API_CLIENT,)
+    assert keys.metadata_url("1.0") == f"{base}/.well-known/openid-configuration"
+    assert keys.metadata_url("2.0") == f"{base}/v2.0/.well-known/openid-configuration"
+    assert keys.metadata_url("2.0", API_CLIENT) == (
+        f"{base}/v2.0/.well-known/openid-configuration?appid={API_CLIENT}"
+    )
+    await keys.aclose()
+
+
+class _AppSpecificAnswers(httpx.AsyncHTTPTransport):
+    """The emulator over real loopback HTTP, except that metadata asked with ``?appid=`` gets
+    ``status`` with an OAuth error body, while the tenant's documents serve as usual."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__()
+        self.status = status
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if b"appid=" in request.url.query:
+            return httpx.Response(self.status, json={"error": "x", "error_description": "y"})
+        return await super().handle_async_request(request)
+
+
+@pytest.mark.parametrize(
+    ("status", "absent"),
+    [
+        (400, True),  # a refusal: this API has no keys of its own, noted once at INFO
+        (409, True),
+        (499, True),
+        (408, False),  # a passing condition: a failed fetch, logged as an error, backing off
+        (429, False),
+        (500, False),
+    ],
+)
+async def test_an_app_specific_document_refused_is_absent_but_a_passing_fault_is_a_failure(
+    entra_emulator: EntraEmulator,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    status: int,
+    absent: bool,
+) -> None:
+    api = entra_emulator.register_api(custom_signing_key=True)
+    config = entra_emulator.config(audiences=[api.client_id])
+    async with httpx.AsyncClient(transport=_AppSpecificAnswers(status)) as http:
+        keys = KeyStore(config, http_client=http, clock=clock)
+        check = TokenValidator(config, key_store=keys)
+        good = entra_emulator.issue_token(audience=api.client_id, roles=["r"])
+        assert (await check.validate(good)).roles == {"r"}  # the tenant's keys are in hand
+        junk = entra_emulator.issue_token(
+            key=EntraEmulator.generate_key(), audience=api.client_id, roles=["r"]
+        )
+        caplog.set_level(logging.INFO, logger="entra_guard.discovery")
+        with pytest.raises(InvalidToken) as refused:  # either way: not an outage of ours
+            await check.validate(junk)
+        assert refused.value.reason == "key_not_found"
+    said = f"GET {keys.metadata_url('2.0', api.client_id)} answered HTTP {status} (x: y)"
+    label = f"2.0 app-specific ({api.client_id})"
+    expected = (
+        (logging.INFO, f"no {label} metadata is published ({said})")
+        if absent
+        else (logging.ERROR, f"cannot fetch the {label} signing keys (_FetchError: {said}); "
+              "retrying in 1 s")
+    )  # fmt: skip
+    assert expected in discovery_records(caplog)
+
+
+def discovery_records(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    return [
+        (r.levelno, r.getMessage()) for r in caplog.records if r.name == "entra_guard.discovery"
+    ]
+
+
+async def test_a_version_not_published_is_warned_about_once_and_backs_off_from_1_s(
+    entra_emulator: EntraEmulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="entra_guard.discovery")
+    entra_emulator.served_versions = ("2.0",)  # v1 metadata answers 404, as External ID's does
+    keys = KeyStore(entra_emulator.config(), clock=clock)
+    for _ in range(2):
+        with pytest.raises(InvalidToken) as refused:
+            await keys.get_key_set("1.0")
+        assert refused.value.reason == "version_not_served"
+        clock.advance(300)  # one new look per min_refresh_interval
+    url = keys.metadata_url("1.0")
+    warned = [m for level, m in discovery_records(caplog) if level == logging.WARNING]
+    assert warned == [  # once, not once per look
+        f"the authority publishes no 1.0 metadata (GET {url} answered HTTP 404): tokens that "
+        "say ver 1.0 are refused as invalid; leave 1.0 out of token_versions if this is expected"
+    ]
+    assert entra_emulator.fetch_count("metadata", version="1.0") == 2
+    # Not an outage: when the authority then fails for real, the back-off starts at 1 s.
+    entra_emulator.fail_status = 500
+    with pytest.raises(KeysUnavailable) as unavailable:
+        await keys.get_key_set("1.0")
+    assert unavailable.value.retry_after == 1
+    await keys.aclose()
+
+
+async def test_an_app_specific_document_not_published_is_noted_once_at_info(
+    entra_emulator: EntraEmulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="entra_guard.discovery")
+    api = entra_emulator.register_api()
+    config = entra_emulator.config(audiences=[api.client_id])
+    async with httpx.AsyncClient(transport=_AppSpecificAnswers(404)) as http:
+        check = TokenValidator(config, key_store=KeyStore(config, http_client=http, clock=clock))
+        junk = entra_emulator.issue_token(
+            key=EntraEmulator.generate_key(), audience=api.client_id, roles=["r"]
+        )
+        for _ in range(2):
+            with pytest.raises(InvalidToken) as refused:
+                await check.validate(junk)
+            assert refused.value.reason == "key_not_found"
+            clock.advance(300)
+    noted = [(level, m) for level, m in discovery_records(caplog) if "metadata is published" in m]
+    assert len(noted) == 1
+    assert noted[0][0] == logging.INFO
+    url = check.key_store.metadata_url("2.0", api.client_id)
+    assert noted[0][1] == (
+        f"no 2.0 app-specific ({api.client_id}) metadata is published "
+        f"(GET {url} answered HTTP 404 (x: y))"
+    )
+    assert not [m for level, m in discovery_records(caplog) if level >= logging.WARNING]
+
+
+async def test_a_404_after_good_answers_keeps_the_keys_and_waits_an_interval(
+    entra_emulator: EntraEmulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    keys = KeyStore(entra_emulator.config(refresh_interval=3600), clock=clock)
+    good = await keys.get_key_set("2.0")
+    entra_emulator.served_versions = ("1.0",)  # v2 now answers 404: a proxy's fault of the moment
+    clock.advance(1.06 * 3600)  # past the interval and its jitter: one background refresh
+    caplog.set_level(logging.WARNING, logger="entra_guard.discovery")
+    assert await keys.get_key_set("2.0") is good
+    await settle(keys)
+    assert entra_emulator.fetch_count("metadata", version="2.0") == 2
+    [(level, message)] = discovery_records(caplog)
+    assert level == logging.WARNING
+    assert message == (
+        f"refreshing the 2.0 signing keys failed (GET {keys.metadata_url('2.0')} answered HTTP "
+        "404); serving the last known good keys"
+    )
+    clock.advance(299)  # the next attempt waits min_refresh_interval (300 s)
+    assert await keys.get_key_set("2.0") is good
+    await settle(keys)
+    assert entra_emulator.fetch_count("metadata", version="2.0") == 2
+    clock.advance(1)
+    assert await keys.get_key_set("2.0") is good
+    await settle(keys)
+    assert entra_emulator.fetch_count("metadata", version="2.0") == 3
+    await keys.aclose()
+
+
+# A fetch cut by fetch_timeout may leave its connection in httpx's pool for good, so the client
+# that made it is retired and closed once no other refresh still uses it. The emulator answers
+# after 2 s; the fetch is cut after 0.2 s (the behaviour under test is that timeout).
+
+
+async def test_a_timed_out_fetch_retires_and_closes_the_client_the_store_made(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    keys = KeyStore(entra_emulator.config(fetch_timeout=0.2), clock=clock)
+    made = keys._http()  # the store's own client, as its first fetch would make it
+    entra_emulator.delay = 2.0
+    with pytest.raises(KeysUnavailable):
+        await keys.get_key_set("2.0")  # the fetch runs in a refresh task of its own
+    assert made.is_closed  # no refresh still used it
+    assert keys._client is not made
+    await keys.aclose()
+
+
+async def test_a_timed_out_fetch_never_closes_the_callers_client(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    async with httpx.AsyncClient() as client:
+        keys = KeyStore(entra_emulator.config(fetch_timeout=0.2), http_client=client, clock=clock)
+        entra_emulator.delay = 2.0
+        with pytest.raises(KeysUnavailable):
+            await keys.get_key_set("2.0")
+        assert not client.is_closed  # the caller's to close
+        assert keys._http() is client  # and still the one the store fetches with
+        await keys.aclose()
+
+
+class _ErrorBody(httpx.AsyncHTTPTransport):
+    """An identity provider refusing discovery with HTTP 400 and ``chunks`` as the body."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        super().__init__()
+        self.chunks = chunks
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        async def body() -> AsyncIterator[bytes]:
+            for chunk in self.chunks:
+                yield chunk
+
+        return httpx.Response(400, content=body())
+
+
+def padded(document: bytes, size: int) -> bytes:
+    """``document`` (a JSON object) grown with blanks to exactly ``size`` bytes."""
+    return document[:-1] + b" " * (size - len(document)) + b"}"
+
+
+ERROR = b'{"error": "x", "error_description": "y"}'
+
+
+@pytest.mark.parametrize(
+    ("chunks", "said"),
+    [
+        ([ERROR[:15], ERROR[15:]], " (x: y)"),  # read in pieces, as it arrives
+        ([padded(ERROR, 4096)], " (x: y)"),  # 4 KiB is read
+        ([padded(ERROR, 4097)], ""),  # beyond it, nothing is said
+        ([b'{"error": "x", "error_description": "y", "n": NaN}'], ""),  # not JSON
+        ([b'["x", "y"]'], ""),
+        ([b'{"error": 1, "error_description": "y"}'], ""),
+        ([b'{"error": "x", "error_description": "  first\\nsecond"}'], " (x: first)"),
+        ([b'{"error": "x", "error_description": " "}'], " (x: )"),
+        ([b'{"error": "x", "error_description": "a\\u00e9\\u0007b"}'], " (x: a b)"),
+        ([b'{"error": "x", "error_description": "' + b"d" * 400 + b'"}'], f" (x: {'d' * 297})"),
+        ([b'{"error": "invalid_tenant", "error_description": "AADSTS90002: Tenant \'t\' not '
+          b'found.\\r\\nTrace ID: 1"}'],
+         " (invalid_tenant: AADSTS90002: Tenant 't' not found.; "
+         "check tenant_id (ENTRA_TENANT_ID))"),
+    ],
+)  # fmt: skip
+async def test_what_an_error_answer_says_is_logged_within_bounds(
+    entra_emulator: EntraEmulator,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    chunks: list[bytes],
+    said: str,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="entra_guard.discovery")
+    async with httpx.AsyncClient(transport=_ErrorBody(chunks)) as http:
+        keys = KeyStore(entra_emulator.config(), http_client=http, clock=clock)
+        with pytest.raises(KeysUnavailable):
+            await keys.get_key_set("2.0")
+    url = keys.metadata_url("2.0")
+    assert discovery_records(caplog) == [
+        (logging.ERROR, f"cannot fetch the 2.0 signing keys (_FetchError: GET {url} answered "
+                        f"HTTP 400{said}); retrying in 1 s")
+    ]  # fmt: skip
+
+
+async def test_no_keys_at_all_is_a_503_saying_so(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    entra_emulator.fail_status = 500
+    keys = KeyStore(entra_emulator.config(), clock=clock)
+    with pytest.raises(KeysUnavailable) as unavailable:
+        await keys.get_key_set("2.0")
+    assert (unavailable.value.reason, unavailable.value.description) == (
+        "keys_unavailable",
+        "The signing keys of the identity provider are unavailable; try again later",
+    )
+    assert (unavailable.value.status_code, unavailable.value.retry_after) == (503, 1)
+    await keys.aclose()

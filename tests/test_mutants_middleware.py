@@ -1,0 +1,140 @@
+"""Rules of ``middleware`` that mutation testing found untested (benchmarks/MUTATION.md)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
+from starlette.types import Message, Receive, Scope, Send
+
+from entra_guard import AuthOutcome, EntraAuthMiddleware, InvalidToken, TokenValidator
+from entra_guard.middleware import _NESTED, _route_path
+from entra_guard.testing import EntraEmulator
+from tests.asgi import get_with_token
+
+
+@pytest.mark.parametrize(
+    ("path", "root_path", "routed"),
+    [
+        ("/api/health", "/api", "/health"),
+        ("/api", "/api", ""),
+        ("/apix/health", "/api", "/apix/health"),  # not a whole segment: left as it is
+    ],
+)
+def test_the_root_path_is_removed_only_as_a_whole_segment(
+    path: str, root_path: str, routed: str
+) -> None:
+    assert _route_path(path, root_path) == routed
+
+
+class _Refusing(TokenValidator):
+    """A validator whose every answer is one refusal with a long description."""
+
+    async def validate(self, token: str | bytes, *, now: float | None = None) -> Any:
+        raise InvalidToken("token_expired", "x" * 119 + "yz")
+
+
+async def ok(scope: Scope, receive: Receive, send: Send) -> None:
+    raise AssertionError("a refused request must not reach the app")
+
+
+async def test_a_websocket_without_the_denial_extension_is_closed_with_1008(
+    entra_emulator: EntraEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[AuthOutcome] = []
+    validator = _Refusing(entra_emulator.config())
+    guard = EntraAuthMiddleware(ok, validator=validator, on_outcome=seen.append)
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "websocket.connect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    caplog.set_level(logging.INFO, logger="entra_guard.middleware")
+    scope: Scope = {"type": "websocket", "path": "/ws", "query_string": b"",
+                    "headers": [(b"authorization", b"Bearer abc")]}  # fmt: skip
+    await guard(scope, receive, send)
+    assert sent == [{"type": "websocket.close", "code": 1008, "reason": "x" * 119 + "y"}]
+    assert [(o.status, o.reason, o.method, o.path) for o in seen] == [
+        (401, "token_expired", "WEBSOCKET", "/ws")
+    ]
+    assert [r.getMessage() for r in caplog.records if r.name == "entra_guard.middleware"] == [
+        "refused WS /ws: token_expired (401)"
+    ]
+    await validator.aclose()
+
+
+async def test_an_http_refusal_is_one_info_line_naming_method_path_reason_and_status(
+    entra_emulator: EntraEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    validator = _Refusing(entra_emulator.config())
+    guard = EntraAuthMiddleware(ok, validator=validator)
+    caplog.set_level(logging.INFO, logger="entra_guard.middleware")
+    status, _, _ = await get_with_token(guard, "abc", path="/orders/7")
+    assert status == 401
+    records = [r for r in caplog.records if r.name == "entra_guard.middleware"]
+    assert [(r.levelno, r.getMessage()) for r in records] == [
+        (logging.INFO, "refused GET /orders/7: token_expired (401)")
+    ]
+    await validator.aclose()
+
+
+def test_with_cors_inside_only_a_true_preflight_passes_without_a_token(
+    entra_emulator: EntraEmulator,
+) -> None:
+    ran: list[str] = []
+
+    async def orders(request: Request) -> Response:
+        ran.append(request.method)
+        return PlainTextResponse("orders")
+
+    app = Starlette(
+        routes=[Route("/orders", orders, methods=["GET", "POST"])],
+        middleware=[
+            Middleware(EntraAuthMiddleware, config=entra_emulator.config()),
+            Middleware(CORSMiddleware, allow_origins=["https://app.test"], allow_methods=["*"]),
+        ],
+    )
+    preflight_headers = {"Origin": "https://app.test", "Access-Control-Request-Method": "POST"}
+    with TestClient(app) as client:
+        preflight = client.options("/orders", headers=preflight_headers)
+        assert preflight.status_code == 200  # answered by CORSMiddleware, no route ran
+        assert preflight.headers["access-control-allow-origin"] == "https://app.test"
+        for method in ("GET", "POST"):  # preflight-shaped headers on another method
+            refused = client.request(method, "/orders", headers=preflight_headers)
+            assert refused.status_code == 401
+            assert refused.headers["www-authenticate"] == "Bearer"
+        assert client.options("/orders", headers={"Origin": "https://app.test"}).status_code == 401
+    assert ran == []
+
+
+async def test_nested_the_inner_middleware_fails_the_startup_saying_why(
+    entra_emulator: EntraEmulator,
+) -> None:
+    config = entra_emulator.config()
+    inner = EntraAuthMiddleware(ok, config=config, prefetch_keys=False)
+    outer = EntraAuthMiddleware(inner, config=config, prefetch_keys=False)
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    with pytest.raises(RuntimeError) as failed:
+        await outer({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    assert str(failed.value) == _NESTED
+    assert sent == [{"type": "lifespan.startup.failed", "message": _NESTED}]
+    await inner.validator.aclose()
+    await outer.validator.aclose()

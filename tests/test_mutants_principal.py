@@ -1,0 +1,120 @@
+"""Rules of ``principal`` that mutation testing found untested (benchmarks/MUTATION.md).
+
+Principals come from emulator tokens checked by a real validator over loopback HTTP.
+"""
+
+from __future__ import annotations
+
+from collections import UserDict
+from typing import Any
+
+from entra_guard import EntraPrincipal
+from entra_guard.principal import guest_by_claims
+from entra_guard.testing import REMOVE, EntraEmulator
+from tests.support import validator_for
+
+
+async def principal(
+    emulator: EntraEmulator, *, app_only: bool = False, **claims: Any
+) -> EntraPrincipal:
+    token = emulator.issue_token(app_only=app_only, roles=["Orders.Admin"], claims=claims)
+    async with validator_for(emulator) as check:
+        return await check.validate(token)
+
+
+async def test_the_user_name_falls_back_to_upn_and_only_strings_are_kept(
+    entra_emulator: EntraEmulator,
+) -> None:
+    user = await principal(entra_emulator, preferred_username=REMOVE, upn="ada@contoso.test")
+    assert user.preferred_username == "ada@contoso.test"
+    odd = await principal(entra_emulator, name=7, oid=8, sub=9, preferred_username=10)
+    assert (odd.name, odd.object_id, odd.subject, odd.preferred_username) == (None,) * 4
+    assert odd.display_name == odd.client_id == odd.identity
+    assert odd.permissions == ("authenticated", "Orders.Admin", "access_as_user")
+
+
+SALES = "6b0e1f2a-1111-4c5b-9c55-3f2d6a3f7e11"
+OTHER_TENANT = "add29489-7269-41f4-8841-b63c95564420"
+
+
+async def test_group_role_and_scope_questions(entra_emulator: EntraEmulator) -> None:
+    user = await principal(
+        entra_emulator, groups=[SALES.upper(), 7], scp="Orders.Read profile",
+        wids=["62E90394-69F5-4237-9190-012177145E10", None], xms_cc=["CP1"],
+    )  # fmt: skip
+    assert user.groups == (SALES,)  # lower-case ids; anything but a string left out
+    assert user.in_group(SALES.upper())
+    assert not user.in_group(SALES[:-1])
+    assert user.has_role("Orders.Admin")
+    assert not user.has_role("orders.admin")
+    assert user.has_scope("profile")
+    assert not user.has_scope("Orders.Write")
+    assert user.has_any_role(["x", "Orders.Admin"])
+    assert not user.has_any_role(["x"])
+    assert user.has_any_scope(["x", "profile"])
+    assert not user.has_any_scope(["x"])
+    assert user.wids == {"62e90394-69f5-4237-9190-012177145e10"}
+    assert user.is_cae_capable
+    assert not user.app_only
+    bare = await principal(entra_emulator, wids="not a list", xms_cc=REMOVE)
+    assert (bare.wids, bare.xms_cc, bare.is_cae_capable) == (frozenset(), frozenset(), False)
+
+
+async def test_a_guest_of_another_tenant_is_told_by_the_tenant_its_idp_names(
+    entra_emulator: EntraEmulator,
+) -> None:
+    own = entra_emulator.tenant_id
+    member = await principal(entra_emulator, idp=f"https://sts.windows.net/{own.upper()}/")
+    assert not member.is_guest
+    assert member.home_tenant_id == own
+    guest = await principal(entra_emulator, idp=f"https://sts.windows.net/{OTHER_TENANT.upper()}/")
+    assert guest.is_guest
+    assert guest.home_tenant_id == OTHER_TENANT
+    social = await principal(entra_emulator, idp="google.com")
+    assert (social.is_guest, social.home_tenant_id) == (True, None)
+
+
+async def test_an_app_token_is_app_only_even_with_scopes_and_its_roles_are_kept(
+    entra_emulator: EntraEmulator,
+) -> None:
+    app = await principal(entra_emulator, app_only=True, idtyp="app", scp="x")
+    assert app.app_only
+    assert app.roles == {"Orders.Admin"}
+    user = await principal(entra_emulator, idtyp="user")
+    assert not user.app_only
+
+
+def test_a_principal_built_directly_lists_its_permissions() -> None:
+    """As Starlette's ``@requires`` reads them: ``authenticated``, then roles, then scopes."""
+    built = EntraPrincipal(
+        tenant_id=OTHER_TENANT, client_id="c", object_id=None, subject=None,
+        roles=frozenset({"Orders.Admin"}), scopes=frozenset({"Orders.Read"}), app_only=False,
+        version="2.0", expires_on=0.0,
+    )  # fmt: skip
+    assert built.permissions == ("authenticated", "Orders.Admin", "Orders.Read")
+
+
+def test_from_claims_takes_a_dict_over_and_copies_any_other_mapping() -> None:
+    claims: dict[str, Any] = {"tid": OTHER_TENANT, "exp": 1, "scp": "a", "oid": "o"}
+    taken = EntraPrincipal.from_claims(claims, version="2.0", client_id="c")
+    claims["later"] = 1
+    assert "later" in taken.claims  # the validator's own payload: not copied
+    other: UserDict[str, Any] = UserDict({"tid": OTHER_TENANT, "exp": 1, "scp": "a"})
+    copied = EntraPrincipal.from_claims(other, version="2.0", client_id="c")
+    other["later"] = 1
+    assert "later" not in copied.claims
+    assert copied.claims["scp"] == "a"
+
+
+def test_an_idp_equal_to_the_issuer_is_no_guest() -> None:
+    same = "https://idp.example/"
+    assert not guest_by_claims({"idp": same, "iss": same}, OTHER_TENANT)
+    assert guest_by_claims({"idp": same, "iss": "https://other.example/"}, OTHER_TENANT)
+
+
+async def test_the_claims_of_a_validated_token_answer_membership(
+    entra_emulator: EntraEmulator,
+) -> None:
+    user = await principal(entra_emulator, scp="Orders.Read")
+    assert "scp" in user.claims
+    assert "nope" not in user.claims

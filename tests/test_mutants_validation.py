@@ -1,0 +1,125 @@
+"""Rules of ``validation`` that mutation testing found untested (benchmarks/MUTATION.md).
+
+Tokens come from the emulator, checked by a real validator over loopback HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import get_default_algorithms
+
+from entra_guard import EntraGuardError, TokenValidator
+from entra_guard.discovery import SigningKey
+from entra_guard.testing import REMOVE, EntraEmulator
+from tests.conftest import FakeClock
+
+OTHER_TENANT = "add29489-7269-41f4-8841-b63c95564420"
+
+
+@pytest.fixture
+async def check(entra_emulator: EntraEmulator) -> AsyncIterator[TokenValidator]:
+    async with TokenValidator(entra_emulator.config()) as validator:
+        yield validator
+
+
+async def refusal(validator: TokenValidator, token: str | bytes) -> tuple[str, str]:
+    with pytest.raises(EntraGuardError) as info:
+        await validator.validate(token)
+    return info.value.reason, info.value.description
+
+
+async def test_each_header_refusal_says_what_is_wrong(
+    entra_emulator: EntraEmulator, check: TokenValidator
+) -> None:
+    issue = entra_emulator.issue_token
+    assert await refusal(check, issue(roles=["r"], algorithm="RS512")) == (
+        "algorithm_not_allowed",
+        "The token's signing algorithm is not accepted",
+    )
+    assert await refusal(check, issue(roles=["r"], headers={"crit": ["exp"], "exp": 1})) == (
+        "unsupported_header",
+        "The token has critical header parameters this API does not support",
+    )
+    assert await refusal(check, issue(roles=["r"], headers={"nonce": "abc"})) == (
+        "graph_token",
+        "The token is meant for Microsoft Graph, not for this API: request a token with this "
+        "API's scope",
+    )
+    assert await refusal(check, issue(roles=["r"], headers={"x5t": 7})) == (
+        "malformed_token",
+        "The token is malformed: 'kid' or 'x5t' is not a string",
+    )
+    assert await refusal(check, issue(roles=["r"], headers={"kid": "", "x5t": REMOVE})) == (
+        "key_not_found",
+        "The token names no signing key ('kid')",
+    )
+    assert await refusal(check, issue(roles=["r"], claims={"ver": "3.0"})) == (
+        "version_not_accepted",
+        "The token's version ('ver') is not accepted",
+    )
+    assert await refusal(check, "é".encode() + issue(roles=["r"]).encode()) == (
+        "malformed_token",
+        "The token is malformed: it contains non-ASCII bytes",
+    )
+
+
+async def test_run_time_tenant_decisions_refuse_with_their_reason_and_log_a_failure(
+    entra_emulator: EntraEmulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    allowed = {OTHER_TENANT}
+    broken = [False]
+
+    async def tenant_allowed(tid: str) -> bool:
+        if broken[0]:
+            raise RuntimeError("the customer database is down")
+        return tid in allowed
+
+    entra_emulator.add_tenant(OTHER_TENANT)
+    config = entra_emulator.config(tenant_id="organizations", tenant_allowed=tenant_allowed)
+    clock.advance(time.time() - clock())  # the tokens' lifetimes are on the real clock
+    async with TokenValidator(config, clock=clock) as check:
+        token = entra_emulator.issue_token(tenant_id=OTHER_TENANT, roles=["r"])
+        assert (await check.validate(token)).tenant_id == OTHER_TENANT
+        allowed.clear()  # the app removes the tenant; the remembered token stops once it ages
+        clock.advance(config.tenant_decision_ttl)
+        assert await refusal(check, token) == (
+            "tenant_not_allowed",
+            "The token's tenant is not allowed by this API",
+        )
+        broken[0] = True
+        fourth = entra_emulator.add_tenant()
+        caplog.set_level(logging.ERROR, logger="entra_guard.validation")
+        assert await refusal(check, entra_emulator.issue_token(tenant_id=fourth, roles=["r"])) == (
+            "tenant_decision_unavailable",
+            "Whether the token's tenant is allowed could not be decided now",
+        )
+    [record] = [r for r in caplog.records if r.name == "entra_guard.validation"]
+    assert record.getMessage() == "the tenant_allowed function failed"
+    assert record.exc_info is not None
+    assert str(record.exc_info[1]) == "the customer database is down"
+
+
+async def test_a_bad_signature_and_a_key_pinned_to_another_algorithm_say_the_same(
+    entra_emulator: EntraEmulator, check: TokenValidator
+) -> None:
+    forged = entra_emulator.issue_token(
+        roles=["r"], key=EntraEmulator.generate_key(),
+        headers={"kid": entra_emulator.current_key.kid},
+    )  # fmt: skip
+    words = ("invalid_signature", "The token's signature is invalid")
+    assert await refusal(check, forged) == words
+    # The same words when the key's own 'alg' pins it to another algorithm: nothing is verified.
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key = SigningKey(kid="k", x5t=None, public_key=private.public_key(), issuer=None, alg="RS256")
+    ps256 = get_default_algorithms()["PS256"]
+    signature = ps256.sign(b"a.b", private)
+    TokenValidator.verify_signature(b"a.b", signature, ps256, "PS256", replace(key, alg=None))
+    with pytest.raises(EntraGuardError) as refused:
+        TokenValidator.verify_signature(b"a.b", signature, ps256, "PS256", key)
+    assert (refused.value.reason, refused.value.description) == words
