@@ -453,13 +453,24 @@ def test_emulator_command_prints_what_to_use(capsys: pytest.CaptureFixture[str])
     assert "/oauth2/v2.0/authorize" in out
 
 
+def _ignoring_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts a background job
+
+
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["foreground", "background"])
 @pytest.mark.parametrize("stop_with", [signal.SIGINT, signal.SIGTERM])
-def test_emulator_command_as_a_process(stop_with: signal.Signals) -> None:
-    """Ctrl-C and SIGTERM alike stop it cleanly: its CA and server key do not stay behind."""
+def test_emulator_command_as_a_process(stop_with: signal.Signals, sigint_ignored: bool) -> None:
+    """Ctrl-C and SIGTERM alike stop it cleanly: its CA and server key do not stay behind;
+    SIGINT too when started as a shell's background job (SIGINT ignored on entry)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     lines = []
     with subprocess.Popen(  # noqa: S603
-        [*CLI, "emulator", "--https"], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT
+        [*CLI, "emulator", "--https"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        preexec_fn=_ignoring_sigint if sigint_ignored else None,  # noqa: PLW1509
     ) as process:
         assert process.stdout is not None
         try:
@@ -469,7 +480,12 @@ def test_emulator_command_as_a_process(stop_with: signal.Signals) -> None:
                     break
         finally:
             process.send_signal(stop_with)
-            assert process.wait(10) == 0
+            try:
+                status = process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()  # or leaving the with block would wait for it for ever
+                raise
+            assert status == 0
     text = "".join(lines)
     ca_bundle = Path(text.split("export ENTRA_CA_BUNDLE=", 1)[1].split()[0])
     assert ca_bundle.name == "ca.pem"

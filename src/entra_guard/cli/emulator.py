@@ -118,15 +118,19 @@ def run_emulator(args: argparse.Namespace, *, stop: threading.Event | None = Non
 
 
 def _stop_on_sigterm() -> None:
-    """Make SIGTERM (kill, a service manager) stop as cleanly as Ctrl-C: the generated CA and
-    server key are deleted on the way out, not left in the temporary directory."""
+    """Make SIGTERM (kill, a service manager) and SIGINT stop as cleanly as Ctrl-C: the
+    generated CA and server key are deleted on the way out, not left in the temporary
+    directory. SIGINT is set too because a shell starts background jobs with it ignored, and
+    Python then leaves it ignored: ``kill -INT`` would do nothing."""
     if threading.current_thread() is not threading.main_thread():
         return  # signal handlers can only be set there; tests run the command in threads
 
     def interrupt(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-up
+        for stop in (signal.SIGINT, signal.SIGTERM):  # a second one must not cut the clean-up
+            signal.signal(stop, signal.SIG_IGN)
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
 
 
