@@ -352,9 +352,7 @@ class KeyStore:
             if source.task is not None:
                 source.task.cancel()
                 source.task = None
-        if self._owns_client and self._client is not None:
-            self._retired.append(self._client)
-            self._client = None
+        self._retire_client()
         await self._close_retired()
 
     def _http(self) -> httpx.AsyncClient:
@@ -384,7 +382,8 @@ class KeyStore:
         return self._ssl_context
 
     def _retire_client(self) -> None:
-        """After a timed-out fetch: fetches from now on use a new client (see the class)."""
+        """After a timed-out fetch (and at close): fetches from now on use a new client, and
+        the old one is closed once no fetch uses it (see the class)."""
         if self._owns_client and self._client is not None:
             self._retired.append(self._client)
             self._client = None
