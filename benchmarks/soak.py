@@ -13,7 +13,11 @@ what the process holds (caches, key sets, connections, tasks, allocator figures)
 attribution table. ``--no-key-events`` sends the same traffic with no rotation, removal or
 outage, to tell growth that follows key events from growth that follows requests;
 ``--tracemalloc N`` adds tracemalloc's top growers over the load (its own memory then shows in
-RSS, and is reported).
+RSS, and is reported). ``--loop`` is uvicorn's: ``auto`` (the default) runs uvloop where it is
+installed (the ``bench`` extra installs it, as ``uvicorn[standard]`` does); ``asyncio`` runs
+asyncio's own loop, whose socket reads (``recv`` of 256 KiB, cut down to what arrived) make
+glibc's heap grow for hours: after the last sample the soak asks the API for ``malloc_trim(0)``
+and reports what that gave back, free memory the allocator kept.
 
 Every answer is checked against the status its token and route call for, at the moment it was
 sent; uvicorn's resident memory is sampled, and the emulator's fetch counts are compared with
@@ -109,6 +113,8 @@ class Settings:
     key_events: bool = True
     #: Frames per traced allocation in the API process; 0 turns tracemalloc off.
     tracemalloc_frames: int = DEFAULT_TRACEMALLOC_FRAMES
+    #: uvicorn's ``--loop`` for the API: ``auto`` takes uvloop when it is installed.
+    loop: str = "auto"
 
     @classmethod
     def for_run(
@@ -119,6 +125,7 @@ class Settings:
         seed: int,
         key_events: bool = True,
         tracemalloc_frames: int = 0,
+        loop: str = "auto",
     ) -> Settings:
         low, high = _STEP_BOUNDS
         step = min(high, max(low, duration / _STEPS_PER_RUN))
@@ -128,6 +135,7 @@ class Settings:
             seed=seed,
             key_events=key_events,
             tracemalloc_frames=tracemalloc_frames,
+            loop=loop,
             step=step,
             refresh_interval=round(step * 2 / 3, 1),
             min_refresh_interval=round(step / 3, 1),
@@ -225,6 +233,8 @@ def serve_api(settings: Settings, idp: EntraEmulator, log: Path) -> Iterator[Api
                 str(stats_port),
                 "--tracemalloc-frames",
                 str(settings.tracemalloc_frames),
+                "--loop",
+                settings.loop,
             ],
             cwd=ROOT,
             env=settings.api_environment(idp),
@@ -585,6 +595,8 @@ def run(settings: Settings) -> RunResult:
             final = asyncio.run(ask(api, "stats"))
             if final is not None and rss_end is not None:
                 live.holdings.append((live.now(), rss_end, final))
+            # Last: what of the RSS was free memory the allocator kept rather than gave back.
+            trimmed = asyncio.run(ask(api, "trim"))
             cpu_after = cpu_seconds(api.process.pid)
             soak_cpu = time.process_time() - soak_cpu_before
             api_seconds = time.monotonic() - api.started
@@ -616,6 +628,7 @@ def run(settings: Settings) -> RunResult:
         log_top=log_top,
         holdings=live.holdings,
         growers=growers,
+        trimmed=trimmed if isinstance(trimmed, dict) and "after" in trimmed else None,
     )
 
 
@@ -672,6 +685,13 @@ def main(argv: list[str] | None = None) -> int:
         help="trace the API's allocations with FRAMES frames each and report the top growers "
         "(its own memory then shows in RSS, and is reported; default 0: off)",
     )
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="the API's event loop, as uvicorn's --loop (default auto: uvloop when installed, "
+        "as with uvicorn[standard]; asyncio shows the heap growth SOAK.md explains)",
+    )
     args = parser.parse_args(argv)
     if not MIN_DURATION <= args.duration <= MAX_DURATION:
         parser.error(f"--duration must be between {MIN_DURATION:g} and {MAX_DURATION:g}")
@@ -685,6 +705,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         key_events=not args.no_key_events,
         tracemalloc_frames=args.tracemalloc,
+        loop=args.loop,
     )
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)

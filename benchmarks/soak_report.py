@@ -29,7 +29,16 @@ if TYPE_CHECKING:
 __all__ = ["MemoryVerdict", "RunResult", "memory_verdict", "render", "write"]
 
 ROOT: Final = Path(__file__).resolve().parent.parent
-_PACKAGES: Final = ("entra-guard", "uvicorn", "fastapi", "starlette", "h11", "httpx", "pyjwt")
+_PACKAGES: Final = (
+    "entra-guard",
+    "uvicorn",
+    "uvloop",
+    "fastapi",
+    "starlette",
+    "h11",
+    "httpx",
+    "pyjwt",
+)
 _MB = 1024 * 1024
 #: Memory counts as flat when RSS grows at most this much over the final hour of a run of two
 #: hours or more (the issue 14 rule); shorter runs judge their last half at the same rate,
@@ -65,6 +74,8 @@ class RunResult:
     holdings: list[tuple[float, int, dict[str, Any]]] = field(default_factory=list)
     #: tracemalloc's top growers from the start of the load to its end (empty when off).
     growers: list[dict[str, Any]] = field(default_factory=list)
+    #: ``malloc_trim(0)`` in the API process after the last sample: its sizes before and after.
+    trimmed: dict[str, Any] | None = None
 
     @property
     def unexpected(self) -> int:
@@ -252,17 +263,17 @@ def render(result: RunResult) -> str:
         "# entra-guard soak test",
         "",
         "`python -m benchmarks.soak [--duration SECONDS] [--concurrency N] [--seed N] "
-        "[--no-key-events] [--tracemalloc FRAMES] [--no-write]` (from the repository root, in "
-        "the venv with the `bench` extra): the example API (`entra_guard.examples.orders_api`) "
-        "in its own uvicorn process on 127.0.0.1 (`benchmarks.soak_server`, which also answers "
-        "what the process holds on a second loopback port), "
-        "trusting a local Entra ID emulator run by the soak with short key timings; asyncio "
-        "workers (httpx, one connection each) send a mix of valid, expired, forged, garbage "
-        "and missing tokens while a deterministic schedule rotates the signing key, removes "
-        "the previous one, and takes the identity provider down and back up. Every answer is "
-        "checked against the status its token and route call for at the moment it was sent. "
-        "Exit status 0 only when none differs (no unexpected 5xx or other status, no timeout, "
-        "no connection error) and memory is not GROWING (see its verdict). This file is "
+        "[--no-key-events] [--tracemalloc FRAMES] [--loop auto|asyncio|uvloop] [--no-write]` "
+        "(from the repository root, in the venv with the `bench` extra): the example API "
+        "(`entra_guard.examples.orders_api`) in its own uvicorn process on 127.0.0.1 "
+        "(`benchmarks.soak_server`, which also answers what the process holds on a second "
+        "loopback port), trusting a local Entra ID emulator run by the soak with short key "
+        "timings; asyncio workers (httpx, one connection each) send a mix of valid, expired, "
+        "forged, garbage and missing tokens while a deterministic schedule rotates the signing "
+        "key, removes the previous one, and takes the identity provider down and back up. Every "
+        "answer is checked against the status its token and route call for at the moment it was "
+        "sent. Exit status 0 only when none differs (no unexpected 5xx or other status, no "
+        "timeout, no connection error) and memory is not GROWING (see its verdict). This file is "
         "rewritten by each run without `--no-write`.",
         "",
         f"## Results ({now}): {verdict}",
@@ -276,6 +287,7 @@ def render(result: RunResult) -> str:
         f"ENTRA_LAST_KNOWN_GOOD_SECONDS={s.last_known_good:g}, "
         f"ENTRA_FETCH_TIMEOUT_SECONDS={s.fetch_timeout:g}",
         f"- Traffic: {MIX_TEXT}",
+        f"- API event loop: uvicorn --loop {s.loop}, ran {_event_loop(result)}",
         "",
     ]
     lines += _summary(result)
@@ -555,8 +567,35 @@ def _memory(result: RunResult) -> list[str]:
     ]
     every = max(1, math.ceil(len(samples) / 12))
     series = ", ".join(f"{at:.0f} s {rss / _MB:.1f}" for at, rss in samples[::every])
-    lines += [f"- Samples (s, MB): {series}", ""]
+    lines += [f"- Samples (s, MB): {series}", *_trimmed(result), ""]
     return lines + _holdings(result) + _growers(result)
+
+
+def _event_loop(result: RunResult) -> str:
+    """The event loop the API process reported running (its module: asyncio's or uvloop)."""
+    for _, _, held in result.holdings:
+        loop = held.get("event_loop")
+        if isinstance(loop, str):
+            return "uvloop" if loop.startswith("uvloop") else f"asyncio's own ({loop})"
+    return "(not reported)"
+
+
+def _trimmed(result: RunResult) -> list[str]:
+    """What ``malloc_trim(0)`` gave back at the end: free memory glibc kept, not memory held."""
+    trimmed = result.trimmed
+    if trimmed is None:
+        return ["- After the last sample, `malloc_trim(0)`: not run (not glibc)"]
+    before, after = trimmed["before"], trimmed["after"]
+
+    def _mb(value: float) -> str:
+        return f"{value / _MB:.2f} MB"
+
+    return [
+        "- After the last sample, `malloc_trim(0)` (glibc hands its free heap pages back): heap "
+        f"RSS {_mb(before['rss_heap'])} -> {_mb(after['rss_heap'])}, heap free "
+        f"{_mb(before['heap_free'])}, heap in use {_mb(before['heap_in_use'])} -> "
+        f"{_mb(after['heap_in_use'])}"
+    ]
 
 
 def _holdings(result: RunResult) -> list[str]:

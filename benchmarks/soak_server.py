@@ -14,7 +14,10 @@ event loop, so that a memory growth seen from outside can be attributed:
   later ``growers`` compare against (the start of the load). Tracing starts here rather than at
   start-up because importing the app under tracemalloc takes many seconds, and only what is
   allocated during the load matters: ``traced`` is then what the load allocated and still holds;
-- ``growers``: the top growers since ``mark`` (grouped by traceback), largest first.
+- ``growers``: the top growers since ``mark`` (grouped by traceback), largest first;
+- ``trim``: glibc's ``malloc_trim(0)``, which hands the heap's free pages back to the system,
+  with the resident sizes before and after: what it gives back was free memory the allocator
+  kept, not memory the process holds (the soak sends it once, after the last sample).
 
 Soak-only: nothing here is in the library's request path. The library's state is read from its
 private attributes on purpose (benchmarks code, not API); a rename there fails the soak loudly.
@@ -78,6 +81,42 @@ def _mallinfo2() -> Any:
 
 
 _MALLINFO: Final = _mallinfo2()
+
+
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, or ``None`` elsewhere."""
+    name = ctypes.util.find_library("c")
+    function = None if name is None else getattr(ctypes.CDLL(name), "malloc_trim", None)
+    if function is not None:
+        function.argtypes = [ctypes.c_size_t]
+        function.restype = ctypes.c_int
+    return function
+
+
+_MALLOC_TRIM: Final = _malloc_trim()
+
+
+def trim() -> dict[str, Any]:
+    """``malloc_trim(0)`` with the resident sizes and glibc's heap figures before and after."""
+    if _MALLOC_TRIM is None:
+        return {"error": "no malloc_trim here (not glibc)"}
+    before = {**_resident(), **_heap()}
+    _MALLOC_TRIM(0)
+    return {"before": before, "after": {**_resident(), **_heap()}}
+
+
+def _heap() -> dict[str, int]:
+    """glibc's heap figures (``mallinfo2``): in use (with mmapped blocks), free, and its size."""
+    if _MALLINFO is None:
+        return {}
+    info = _MALLINFO()
+    return {
+        "heap_in_use": int(info.uordblks) + int(info.hblkhd),
+        "heap_mmapped": int(info.hblkhd),
+        "heap_free": int(info.fordblks),
+        "heap_arena": int(info.arena),
+        "heap_releasable": int(info.keepcost),
+    }
 
 
 def _pymalloc() -> dict[str, int]:
@@ -151,18 +190,15 @@ def _middleware(app: Any) -> Any:
 def stats(app: Any) -> dict[str, Any]:
     """What the API process holds now (see the module docstring); called in its event loop."""
     out: dict[str, Any] = {
+        "event_loop": type(asyncio.get_running_loop()).__module__,
         "tasks": len(asyncio.all_tasks()),
         "allocated_blocks": sys.getallocatedblocks(),
         "fds": len(os.listdir("/proc/self/fd")),
         "threads": len(os.listdir("/proc/self/task")),
         **_pymalloc(),
         **_resident(),
+        **_heap(),
     }
-    if _MALLINFO is not None:
-        info = _MALLINFO()
-        out["heap_in_use"] = int(info.uordblks) + int(info.hblkhd)
-        out["heap_free"] = int(info.fordblks)
-        out["heap_arena"] = int(info.arena)
     if tracemalloc.is_tracing():
         out["traced"] = tracemalloc.get_traced_memory()[0]
         out["tracemalloc_overhead"] = tracemalloc.get_tracemalloc_memory()
@@ -249,6 +285,8 @@ async def _answer(app: Any, reader: asyncio.StreamReader, writer: asyncio.Stream
             answer = {"marked": bool(_baseline)}
         elif command == "growers":
             answer = growers()
+        elif command == "trim":
+            answer = trim()
         elif command == "gc":
             answer = {"gc_objects": len(gc.get_objects())}
         else:
@@ -259,22 +297,26 @@ async def _answer(app: Any, reader: asyncio.StreamReader, writer: asyncio.Stream
         writer.close()
 
 
-async def _serve(port: int, stats_port: int) -> None:
+def _config(port: int, loop: str) -> uvicorn.Config:
     # Imported here, not at the top: the app reads its settings from the environment as it
     # is imported, and ``stats`` is importable without that.
     from entra_guard.examples.orders_api import app  # noqa: PLC0415
 
-    config = uvicorn.Config(
+    return uvicorn.Config(
         app,
         host="127.0.0.1",
         port=port,
+        loop=loop,
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=5,
     )
+
+
+async def _serve(config: uvicorn.Config, stats_port: int) -> None:
     server = uvicorn.Server(config)
     stats_server = await asyncio.start_server(
-        lambda r, w: _answer(app, r, w), "127.0.0.1", stats_port
+        lambda r, w: _answer(config.app, r, w), "127.0.0.1", stats_port
     )
     async with stats_server:
         await server.serve()
@@ -291,10 +333,25 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="trace allocations with N frames each (0: off, the default)",
     )
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="uvicorn's --loop: auto (the default) takes uvloop when it is installed",
+    )
     args = parser.parse_args(argv)
     if args.tracemalloc_frames > 0:
         _frames.append(args.tracemalloc_frames)
-    asyncio.run(_serve(args.port, args.stats_port))
+    config = _config(args.port, args.loop)
+    # The event loop uvicorn itself would run (``uvicorn.run`` picks it the same way);
+    # ``asyncio.run`` would always take asyncio's own, whatever --loop says.
+    factory = config.get_loop_factory()
+    loop = asyncio.new_event_loop() if factory is None else factory()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(_serve(config, args.stats_port))
+    finally:
+        loop.close()
     return 0
 
 
