@@ -164,14 +164,16 @@ def statuses(where: Path) -> dict[str, str]:
     return {m[1]: m[2] for m in found if m}
 
 
-def run(module: str, *, fresh: bool, survivors_only: bool) -> Result:
+def run(module: str, *, fresh: bool, survivors_only: bool, children: int | None) -> Result:
     where = workspace(module, fresh=fresh)
     names = sorted(n for n, said in statuses(where).items() if said not in _SETTLED)
     started, cpu = time.monotonic(), _children_cpu()
     code = 0
     if names or not survivors_only:
         with (where / "run.log").open("w") as log:
-            code = mutmut(where, "run", *(names if survivors_only else ()), output=log).returncode
+            limit = () if children is None else ("--max-children", str(children))
+            selected = names if survivors_only else ()
+            code = mutmut(where, "run", *limit, *selected, output=log).returncode
     seconds, cpu_seconds = time.monotonic() - started, _children_cpu() - cpu
     status = statuses(where)
     survivors = sorted(name for name, said in status.items() if said not in _SETTLED)
@@ -203,6 +205,12 @@ def main() -> None:
     parser.add_argument(
         "--survivors", action="store_true", help="run again only the mutants that survived"
     )
+    parser.add_argument(
+        "--max-children",
+        type=int,
+        metavar="N",
+        help="mutants tested at once (mutmut's default: one per core)",
+    )
     args = parser.parse_args()
     modules: list[str] = args.modules or list(TESTS)
     unknown = [m for m in modules if m not in TESTS]
@@ -212,7 +220,9 @@ def main() -> None:
     print("| module | killed / run | score | not killed | not run | time (CPU) |")
     print("|---|---|---|---|---|---|")
     for module in modules:
-        row = run(module, fresh=args.fresh, survivors_only=args.survivors)
+        row = run(
+            module, fresh=args.fresh, survivors_only=args.survivors, children=args.max_children
+        )
         checked = row.total - row.unchecked
         score = f"{100 * row.killed / checked:.1f}%" if checked else "-"
         note = "" if row.exit_code == 0 else f" (mutmut exited {row.exit_code}: see run.log)"
