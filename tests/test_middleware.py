@@ -176,7 +176,11 @@ def test_tokens_in_the_query_string(entra_emulator: EntraEmulator) -> None:
     with TestClient(lenient_app) as lenient:
         assert lenient.get("/me", params={"access_token": token}).status_code == 200
         both = lenient.get("/me", params={"access_token": token}, headers=bearer(token))
-    assert (both.status_code, seen[-1].reason) == (400, "multiple_token_methods")
+        assert (both.status_code, seen[-1].reason) == (400, "multiple_token_methods")
+        # RFC 6749 §3.1: no parameter more than once; the first one does not win.
+        twice = lenient.get("/me", params=[("access_token", token), ("access_token", "x")])
+    assert (twice.status_code, seen[-1].reason) == (400, "multiple_query_tokens")
+    assert twice.json()["error"] == "invalid_request"
 
 
 def test_an_invalid_token_is_401_invalid_token(

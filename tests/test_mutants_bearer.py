@@ -91,11 +91,30 @@ def test_each_wrong_way_of_sending_a_token_is_a_400_saying_so(
     assert refused.value.status_code == 400
 
 
+@pytest.mark.parametrize(
+    "query", [b"access_token=a&access_token=b", b"access_token=&access_token=b",
+              b"access_token=a&x=1&access_token=a"],
+)  # fmt: skip
+def test_a_repeated_access_token_parameter_is_refused_not_read_first_wins(query: bytes) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        bearer_token(scope(query=query), accept_query_token=True)
+    assert (refused.value.reason, refused.value.description) == (
+        "multiple_query_tokens",
+        "Send exactly one access_token parameter",
+    )
+    # Where the URL is no place for a token at all, that is what the answer says.
+    with pytest.raises(InvalidRequest) as not_here:
+        bearer_token(scope(query=query))
+    assert not_here.value.reason == "token_in_query"
+
+
 def test_a_query_token_when_accepted_is_trimmed_and_a_blank_one_is_none() -> None:
     assert bearer_token(scope(query=b"a=1&access_token=%20abc%20"), accept_query_token=True) == (
         "abc"
     )
     assert bearer_token(scope(query=b"access_token=%20"), accept_query_token=True) is None
+    blanks = scope(query=b"access_token=&access_token=%20")
+    assert bearer_token(blanks, accept_query_token=True) is None  # blanks are no token
 
 
 METADATA = "https://api.contoso.test/.well-known/oauth-protected-resource"

@@ -59,7 +59,8 @@ def bearer_token(scope: Scope, *, accept_query_token: bool = False) -> str | Non
     The scheme is case-insensitive, one or more spaces separate it from the token, and
     surrounding whitespace is ignored. Two ``Authorization`` headers, another scheme, or an
     empty token raise ``InvalidRequest``. A token in the query string (``access_token=``) is
-    refused unless ``accept_query_token`` is set, and never accepted beside a header.
+    refused unless ``accept_query_token`` is set, never accepted beside a header, and refused
+    when the parameter is repeated (RFC 6749 §3.1: no parameter more than once).
     """
     found: bytes | None = None
     for name, value in scope["headers"]:
@@ -71,7 +72,8 @@ def bearer_token(scope: Scope, *, accept_query_token: bool = False) -> str | Non
             found = value
     query: bytes = scope.get("query_string", b"")
     # The cheap test first: nearly every request has no access_token in its query string.
-    query_token = _query_token(query) if _QUERY_PARAMETER in query else None
+    values = _query_values(query) if _QUERY_PARAMETER in query else ()
+    query_token = next((value for value in values if value), None)  # a blank one is none
     if found is None:
         if query_token is None:
             return None
@@ -80,6 +82,8 @@ def bearer_token(scope: Scope, *, accept_query_token: bool = False) -> str | Non
                 "token_in_query",
                 "Tokens are not accepted in the URL: send 'Authorization: Bearer <token>'",
             )
+        if len(values) > 1:
+            raise InvalidRequest("multiple_query_tokens", "Send exactly one access_token parameter")
         return query_token
     if query_token is not None:
         raise InvalidRequest("multiple_token_methods", "Send the token in one place only")
@@ -99,11 +103,10 @@ def bearer_token(scope: Scope, *, accept_query_token: bool = False) -> str | Non
     return token.decode("latin-1")
 
 
-def _query_token(query: bytes) -> str | None:
-    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
-        if name == "access_token":
-            return value.strip() or None
-    return None
+def _query_values(query: bytes) -> list[str]:
+    """Every ``access_token`` parameter's value, stripped, in order."""
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    return [value.strip() for name, value in pairs if name == "access_token"]
 
 
 def error_response(
