@@ -15,7 +15,6 @@ is most of what validating costs. The rules that keep this safe:
 
 from __future__ import annotations
 
-import hashlib
 from itertools import islice
 from typing import NamedTuple
 
@@ -49,13 +48,11 @@ class VerifiedTokenCache:
         self._drop = max(1, maxsize // 64)
         self._leeway = leeway
 
-    @staticmethod
-    def digest(token: str | bytes) -> bytes:
-        """SHA-256 of the whole token (its ASCII text)."""
-        return hashlib.sha256(token.encode() if isinstance(token, str) else token).digest()
-
     def get(self, digest: bytes, *, now: float, keys: KeyStore) -> EntraPrincipal | None:
-        """The principal of a still-valid entry, or ``None`` (and the entry is gone)."""
+        """The principal of a still-valid entry, or ``None`` (and the entry is gone).
+
+        ``digest`` is the SHA-256 of the whole token's bytes (the validator computes it).
+        """
         entries = self._entries
         entry = entries.pop(digest, None)
         if entry is None:
