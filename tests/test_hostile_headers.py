@@ -96,13 +96,14 @@ def test_specific_hostile_shapes(entra_emulator: EntraEmulator) -> None:
             ([(b"authorization", b"Bearer \xff\xfe")], 401, "malformed_token"),
             ([(b"authorization", b"Bearer " + token), (b"authorization", b"Bearer x")], 400,
              "multiple_authorization_headers"),
-            ([(b"authorization", b"Bearer\t" + token)], 400, "unsupported_scheme"),
+            ([(b"authorization", b"Bearer\t" + token)], 400, "malformed_authorization"),
             ([(b"authorization", b"Bearer " + token + b" extra")], 401, "malformed_token"),
             ([(b"authorization", b"Bearer " + token[:-1])], 401, "malformed_token"),  # 341 chars
             ([(b"authorization", b"Bearer " + token[:-2])], 401, "invalid_signature"),
             ([(b"authorization", b"Bearer " + token + b"\r\nX-Injected: 1")], 401,
              "malformed_token"),
-            ([(b"authorization", b"")], 400, "unsupported_scheme"),
+            ([(b"authorization", b"")], 401, "unsupported_scheme"),
+            ([(b"authorization", b"Basic YTpi")], 401, "unsupported_scheme"),
         ]  # fmt: skip
         for headers, expected, reason in cases:
             status, response_headers, body = await call(middleware, headers)

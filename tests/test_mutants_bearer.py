@@ -71,12 +71,8 @@ def test_the_bearer_token_is_read_from_its_one_header(
          "Tokens are not accepted in the URL: send 'Authorization: Bearer <token>'"),
         (scope((AUTH, b"Bearer a"), query=b"access_token=b"), "multiple_token_methods",
          "Send the token in one place only"),
-        (scope((AUTH, b"Basic YTpi")), "unsupported_scheme",
-         "The Authorization header must use the Bearer scheme"),
-        (scope((AUTH, b"Bearerabc")), "unsupported_scheme",
-         "The Authorization header must use the Bearer scheme"),
-        (scope((AUTH, b"Bearer\tabc")), "unsupported_scheme",
-         "The Authorization header must use the Bearer scheme"),
+        (scope((AUTH, b"Bearer\tabc")), "malformed_authorization",
+         "Separate 'Bearer' from the token with a space"),
         (scope((AUTH, b"Bearer")), "empty_token", "The Authorization header carries no token"),
         (scope((AUTH, b"Bearer    ")), "empty_token",
          "The Authorization header carries no token"),
@@ -106,6 +102,21 @@ def test_a_repeated_access_token_parameter_is_refused_not_read_first_wins(query:
     with pytest.raises(InvalidRequest) as not_here:
         bearer_token(scope(query=query))
     assert not_here.value.reason == "token_in_query"
+
+
+@pytest.mark.parametrize(
+    "header", [b"Basic YTpi", b"Bearerabc", b"Negotiate abc", b"", b" \t", b"Bearer-x abc"]
+)
+def test_another_scheme_is_no_credentials_a_401_with_no_error_code(header: bytes) -> None:
+    with pytest.raises(MissingToken) as refused:
+        bearer_token(scope((AUTH, header)))
+    assert (refused.value.reason, refused.value.description) == (
+        "unsupported_scheme",
+        "Authentication required: send 'Authorization: Bearer <token>' "
+        "(no other scheme is accepted)",
+    )
+    assert (refused.value.status_code, refused.value.error_code) == (401, None)
+    assert challenge_of(refused.value) == "Bearer"
 
 
 def test_a_query_token_when_accepted_is_trimmed_and_a_blank_one_is_none() -> None:

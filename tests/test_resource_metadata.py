@@ -275,9 +275,13 @@ def test_401_challenges_name_the_document(entra_emulator: EntraEmulator) -> None
             "error_description": forbidden.json()["error_description"],
             "scope": "Orders.Read",
         }
-        malformed = client.get("/orders", headers={"Authorization": "Basic dXNlcjpwYXNz"})
+        malformed = client.get("/orders", headers={"Authorization": "Bearer\tabc"})
         assert malformed.status_code == 400
         assert "resource_metadata" not in malformed.headers["www-authenticate"]
+        # Another scheme is no credentials (RFC 6750 §3.1): directions, as for no header.
+        basic = client.get("/orders", headers={"Authorization": "Basic dXNlcjpwYXNz"})
+        assert basic.status_code == 401
+        assert basic.headers["www-authenticate"] == f'Bearer resource_metadata="{url}"'
 
         good = entra_emulator.issue_token(app_only=False, scopes=["Orders.Read"])
         assert client.get("/orders", headers=bearer(good)).status_code == 200

@@ -18,6 +18,7 @@ from entra_guard.errors import (
     EntraGuardError,
     InsufficientPermissions,
     InvalidRequest,
+    MissingToken,
     ServiceUnavailable,
 )
 
@@ -57,8 +58,11 @@ def bearer_token(scope: Scope, *, accept_query_token: bool = False) -> str | Non
     """The token of ``Authorization: Bearer <token>``; ``None`` when there are no credentials.
 
     The scheme is case-insensitive, one or more spaces separate it from the token, and
-    surrounding whitespace is ignored. Two ``Authorization`` headers, another scheme, or an
-    empty token raise ``InvalidRequest``. A token in the query string (``access_token=``) is
+    surrounding whitespace is ignored. Two ``Authorization`` headers, a tab after ``Bearer``, or
+    an empty token raise ``InvalidRequest``; another scheme (or an empty header) raises
+    ``MissingToken``: RFC 6750 §3.1 treats a request that uses an unsupported authentication
+    method as one that lacks authentication, answered with a bare challenge (401, no error
+    code). A token in the query string (``access_token=``) is
     refused unless ``accept_query_token`` is set, never accepted beside a header, and refused
     when the parameter is repeated (RFC 6749 §3.1: no parameter more than once).
     """
@@ -93,9 +97,15 @@ def bearer_token(scope: Scope, *, accept_query_token: bool = False) -> str | Non
         token = found[7:].lstrip(b" ").rstrip(b" \t")
     else:
         header = found.strip(b" \t")
-        if header[:6].lower() != b"bearer" or header[6:7] not in (b" ", b""):
+        if header[:6].lower() != b"bearer" or header[6:7] not in (b" ", b"", b"\t"):
+            raise MissingToken(
+                "unsupported_scheme",
+                "Authentication required: send 'Authorization: Bearer <token>' "
+                "(no other scheme is accepted)",
+            )
+        if header[6:7] == b"\t":
             raise InvalidRequest(
-                "unsupported_scheme", "The Authorization header must use the Bearer scheme"
+                "malformed_authorization", "Separate 'Bearer' from the token with a space"
             )
         token = header[7:].lstrip(b" ")
     if not token:
