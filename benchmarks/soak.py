@@ -658,7 +658,10 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=DEFAULT_DURATION,
         metavar="SECONDS",
-        help=f"load time ({MIN_DURATION:g} to {MAX_DURATION:g}; default {DEFAULT_DURATION:g})",
+        help=f"load time ({MIN_DURATION:g} to {MAX_DURATION:g}; default {DEFAULT_DURATION:g}); "
+        f"chaos every duration/{_STEPS_PER_RUN} s, kept within {_STEP_BOUNDS[0]:g} to "
+        f"{_STEP_BOUNDS[1]:g} s, and the API's key refresh intervals scale with it (the report "
+        "says which)",
     )
     parser.add_argument(
         "--concurrency",

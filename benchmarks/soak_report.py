@@ -287,7 +287,8 @@ def render(result: RunResult) -> str:
         f"ENTRA_LAST_KNOWN_GOOD_SECONDS={s.last_known_good:g}, "
         f"ENTRA_FETCH_TIMEOUT_SECONDS={s.fetch_timeout:g}",
         f"- Traffic: {MIX_TEXT}",
-        f"- API event loop: uvicorn --loop {s.loop}, ran {_event_loop(result)}",
+        f"- API event loop: uvicorn --loop {s.loop}, ran {_event_loop(result)}; glibc malloc "
+        f"settings in its environment: {_malloc_settings()}",
         "",
     ]
     lines += _summary(result)
@@ -571,6 +572,14 @@ def _memory(result: RunResult) -> list[str]:
     return lines + _holdings(result) + _growers(result)
 
 
+def _malloc_settings() -> str:
+    """The ``MALLOC_*`` variables the API process inherits (glibc tunables), or ``none``."""
+    found = sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith("MALLOC_"))
+    tunables = os.environ.get("GLIBC_TUNABLES")
+    found += [f"GLIBC_TUNABLES={tunables}"] if tunables else []
+    return ", ".join(found) or "none"
+
+
 def _event_loop(result: RunResult) -> str:
     """The event loop the API process reported running (its module: asyncio's or uvloop)."""
     for _, _, held in result.holdings:
@@ -592,7 +601,7 @@ def _trimmed(result: RunResult) -> list[str]:
 
     return [
         "- After the last sample, `malloc_trim(0)` (glibc hands its free heap pages back): heap "
-        f"RSS {_mb(before['rss_heap'])} -> {_mb(after['rss_heap'])}, heap free "
+        f"RSS {_mb(before['rss_heap'])} -> {_mb(after['rss_heap'])}, heap free before it "
         f"{_mb(before['heap_free'])}, heap in use {_mb(before['heap_in_use'])} -> "
         f"{_mb(after['heap_in_use'])}"
     ]

@@ -1,6 +1,7 @@
 """The soak's API process: the example API under uvicorn, plus a loopback stats port.
 
-``python -m benchmarks.soak_server --port P --stats-port S [--tracemalloc-frames N]`` serves
+``python -m benchmarks.soak_server --port P --stats-port S [--tracemalloc-frames N]
+[--loop auto|asyncio|uvloop]`` serves
 ``entra_guard.examples.orders_api:app`` with uvicorn on ``127.0.0.1:P`` exactly as
 ``uvicorn entra_guard.examples.orders_api:app`` would (warning log level, no access log), and
 answers one-line commands on ``127.0.0.1:S`` with one line of JSON, from inside the API's own
