@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from entra_guard import InvalidToken
-from entra_guard.parsing import decode_json, decode_segment, parse_token, split_token
+from entra_guard.parsing import decode_json, decode_segment, dots, parse_token, split_token
 from tests.support import b64
 from tests.test_parsing import GOOD, LIMIT, raw, segment
 
@@ -38,6 +38,29 @@ MALFORMED = "The token is malformed: "
 def test_each_malformed_token_says_exactly_what_is_wrong(token: str, detail: str) -> None:
     with pytest.raises(InvalidToken) as refused:
         parse_token(token, max_bytes=LIMIT)
+    assert (refused.value.reason, refused.value.description) == (
+        "malformed_token",
+        MALFORMED + detail,
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "detail"),
+    [
+        (b"a\xff.b.c", "the token contains non-ASCII characters"),
+        ("é.b.c".encode(), "the token contains non-ASCII characters"),
+        (b"a.b", "a JWT has 3 dot-separated segments, this token has 2"),
+        (b"a.b.c.d", "a JWT has 3 dot-separated segments, this token has 4"),
+        (b"a..c", "a segment is empty or not base64url"),
+        (b"a.b.c=", "a segment is empty or not base64url"),
+    ],
+)
+def test_dots_called_directly_refuses_any_bytes_with_a_malformed_token(
+    data: bytes, detail: str
+) -> None:
+    """Not a UnicodeDecodeError for bytes that are not ASCII: the reason and the words."""
+    with pytest.raises(InvalidToken) as refused:
+        dots(data)
     assert (refused.value.reason, refused.value.description) == (
         "malformed_token",
         MALFORMED + detail,

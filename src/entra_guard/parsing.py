@@ -73,7 +73,7 @@ def token_bytes(token: str, *, max_bytes: int) -> bytes:
 
 
 def dots(data: bytes) -> tuple[int, int]:
-    """The positions of the two dots of a compact JWS in ASCII ``data``, or ``InvalidToken``.
+    """The positions of the two dots of a compact JWS in ``data``, or ``InvalidToken``.
 
     Checks the whole shape: three non-empty segments of the base64url alphabet (RFC 7515).
     """
@@ -83,7 +83,7 @@ def dots(data: bytes) -> tuple[int, int]:
         second = data.find(b".", first + 1)
         if 0 < first < second - 1 and second < len(data) - 1:
             return first, second
-    raise _diagnose(data.decode("ascii"))
+    raise _diagnose(data)
 
 
 def split_token(token: str, *, max_bytes: int) -> tuple[str, str, str]:
@@ -131,13 +131,13 @@ def _standard_library(raw: bytes, what: str) -> Any:
         raise _malformed(f"the {what} is not JSON") from None
 
 
-def _diagnose(token: str) -> InvalidToken:
+def _diagnose(data: bytes) -> InvalidToken:
     """Why a token failed the one-pass shape check (the slow path, for a useful message)."""
-    if not token.isascii():
+    if not data.isascii():  # the validator refuses these earlier; dots() is called directly too
         return _malformed("the token contains non-ASCII characters")
-    parts = token.split(".")
-    if len(parts) != 3:
-        return _malformed(f"a JWT has 3 dot-separated segments, this token has {len(parts)}")
+    segments = data.count(b".") + 1
+    if segments != 3:
+        return _malformed(f"a JWT has 3 dot-separated segments, this token has {segments}")
     return _malformed("a segment is empty or not base64url")
 
 
