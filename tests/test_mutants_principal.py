@@ -5,11 +5,15 @@ Principals come from emulator tokens checked by a real validator over loopback H
 
 from __future__ import annotations
 
+import json
 from collections import UserDict
+from types import MappingProxyType
 from typing import Any
 
+import pytest
+
 from entra_guard import EntraPrincipal
-from entra_guard.principal import guest_by_claims
+from entra_guard.principal import LazyClaims, guest_by_claims
 from entra_guard.testing import REMOVE, EntraEmulator
 from tests.support import validator_for
 
@@ -118,3 +122,22 @@ async def test_the_claims_of_a_validated_token_answer_membership(
     user = await principal(entra_emulator, scp="Orders.Read")
     assert "scp" in user.claims
     assert "nope" not in user.claims
+
+
+def test_lazy_claims_read_like_the_read_only_mapping_they_stand_for() -> None:
+    """What ``from_claims`` gives (a ``MappingProxyType``), ``from_payload`` gives lazily."""
+    payload = b'{"oid": "o", "roles": ["A"], "n": null}'
+    lazy, eager = LazyClaims(payload), MappingProxyType(json.loads(payload))
+    assert lazy.get("absent", "fallback") == eager.get("absent", "fallback") == "fallback"
+    assert lazy.get("absent") is None
+    assert lazy.get("n", "fallback") is None  # a null claim is there, not absent
+    assert (lazy["oid"], lazy.get("roles")) == ("o", ["A"])
+    with pytest.raises(KeyError):
+        lazy["absent"]
+    assert ("oid" in lazy, "absent" in lazy) == (True, False)
+    assert (list(lazy), len(lazy), dict(lazy)) == (list(eager), 3, dict(eager))
+    copied = lazy.copy()
+    copied["oid"] = "changed"  # a copy, not the claims themselves
+    assert lazy["oid"] == "o"
+    assert repr(lazy) == "LazyClaims({'oid': 'o', 'roles': ['A'], 'n': None})"
+    assert not hasattr(lazy, "__setitem__")
