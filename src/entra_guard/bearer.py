@@ -62,9 +62,9 @@ def bearer_token(scope: Scope, *, accept_query_token: bool = False) -> str | Non
     an empty token raise ``InvalidRequest``; another scheme (or an empty header) raises
     ``MissingToken``: RFC 6750 §3.1 treats a request that uses an unsupported authentication
     method as one that lacks authentication, answered with a bare challenge (401, no error
-    code). A token in the query string (``access_token=``) is
-    refused unless ``accept_query_token`` is set, never accepted beside a header, and refused
-    when the parameter is repeated (RFC 6749 §3.1: no parameter more than once).
+    code). A token in the query string (``access_token=``) is refused unless
+    ``accept_query_token`` is set, never accepted beside a header, and refused when the
+    parameter is repeated (RFC 6749 §3.1: no parameter more than once).
     """
     found: bytes | None = None
     for name, value in scope["headers"]:
