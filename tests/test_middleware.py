@@ -277,6 +277,8 @@ def test_optional_mode(entra_emulator: EntraEmulator) -> None:
         assert anonymous.json() == {"client_id": None, "user": None, "auth": []}
         bad = client.get("/me", headers=bearer("not.a.token"))
         assert bad.status_code == 401  # a token that is present must still be valid
+        basic = client.get("/me", headers={"Authorization": "Basic dXNlcjpwYXNz"})
+        assert (basic.status_code, basic.json()["error"]) == (401, "unsupported_scheme")
         assert client.post("/write").status_code == 401  # a guarded route still needs one
         token = entra_emulator.issue_token(roles=["Orders.Read"])
         assert client.get("/me", headers=bearer(token)).json()["client_id"]
