@@ -33,6 +33,7 @@ from entra_guard import (
     ProtectedResource,
     TokenValidator,
 )
+from entra_guard import starlette as guard_starlette
 from entra_guard.fastapi import Principal, require_roles
 from entra_guard.middleware import STATE_KEY
 from entra_guard.testing import EntraEmulator
@@ -302,31 +303,74 @@ def test_held_the_nested_guard_never_lets_a_request_through(
 # -- 4. fastapi.py ----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a FastAPI app mounted under the middleware answers a failed requirement with 500: "
-    "the sub-app's own ServerErrorMiddleware answers InsufficientPermissions before the "
-    "middleware can (fails closed). Fix: document it, or have fastapi.py register an "
-    "exception handler for EntraGuardError / raise something the sub-app's "
-    "ExceptionMiddleware answers with the middleware's response",
-)
-def test_a_mounted_fastapi_app_answers_a_missing_role_with_403(
-    entra_emulator: EntraEmulator,
-) -> None:
-    v1 = FastAPI()
+def _admin_api() -> FastAPI:
+    api = FastAPI()
 
-    @v1.get("/admin", dependencies=[Depends(require_roles("Admin"))])
+    @api.get("/admin", dependencies=[Depends(require_roles("Admin"))])
     async def admin() -> str:
         return "admin"
 
+    return api
+
+
+@pytest.mark.parametrize("placement", ["mounted below it", "wrapped by it"])
+def test_a_fastapi_app_the_middleware_is_not_in_answers_a_missing_role_with_403(
+    entra_emulator: EntraEmulator, placement: str
+) -> None:
+    """Fixed: the app's own ServerErrorMiddleware answered the refusal with 500 before the
+    middleware could see it. The dependency now raises it there as an HTTPException with the
+    status, challenge and words the middleware sends for the same route in its own app."""
+    config = entra_emulator.config()
+    options: dict[str, Any] = {
+        "config": config,
+        "optional": True,  # so that the dependency raises the 401 for no token itself
+        "resource_metadata": ProtectedResource(
+            resource="https://api.contoso.test", scopes_supported=["api://orders/Orders.Read"]
+        ),
+    }
+    direct = _admin_api()
+    direct.add_middleware(EntraAuthMiddleware, **options)
+    app: Any = EntraAuthMiddleware(_admin_api(), **options)
+    if placement == "mounted below it":
+        app = Starlette(
+            routes=[Mount("/v1", app=_admin_api())],
+            middleware=[Middleware(EntraAuthMiddleware, **options)],
+        )
+    path = "/v1/admin" if placement == "mounted below it" else "/admin"
+    reader = {"Authorization": f"Bearer {entra_emulator.issue_token(roles=['Reader'])}"}
+    admin = {"Authorization": f"Bearer {entra_emulator.issue_token(roles=['Admin'])}"}
+    with TestClient(direct) as same_app, TestClient(app, raise_server_exceptions=False) as client:
+        for headers, status in ((reader, 403), ({}, 401)):
+            expected = same_app.get("/admin", headers=headers)
+            response = client.get(path, headers=headers)
+            assert (response.status_code, expected.status_code) == (status, status)
+            for name in ("www-authenticate", "cache-control"):
+                assert response.headers[name] == expected.headers[name]
+            # The body is FastAPI's HTTPException answer, with the middleware's words.
+            assert response.json() == {"detail": expected.json()["error_description"]}
+        allowed = client.get(path, headers=admin)
+        assert (allowed.status_code, allowed.json()) == (200, "admin")
+
+
+def test_a_mounted_starlette_app_answers_a_missing_role_with_403(
+    entra_emulator: EntraEmulator,
+) -> None:
+    """The Starlette decorator too: a 403 with the middleware's challenge, the body the text."""
+
+    @guard_starlette.require_roles("Admin")
+    async def admin(request: Request) -> Response:
+        return PlainTextResponse("admin")
+
     outer = Starlette(
-        routes=[Mount("/v1", app=v1)],
+        routes=[Mount("/v1", app=Starlette(routes=[Route("/admin", admin)]))],
         middleware=[Middleware(EntraAuthMiddleware, config=entra_emulator.config())],
     )
-    token = entra_emulator.issue_token(roles=["Reader"])
+    reader = entra_emulator.issue_token(roles=["Reader"])
     with TestClient(outer, raise_server_exceptions=False) as client:
-        response = client.get("/v1/admin", headers={"Authorization": f"Bearer {token}"})
-    assert response.status_code == 403  # fails: 500
+        response = client.get("/v1/admin", headers={"Authorization": f"Bearer {reader}"})
+    assert response.status_code == 403
+    assert response.headers["www-authenticate"].startswith('Bearer error="insufficient_scope"')
+    assert response.text in response.headers["www-authenticate"]  # the same words
 
 
 def test_held_an_excluded_route_with_a_requirement_fails_closed(

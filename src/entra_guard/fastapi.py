@@ -3,7 +3,8 @@
 ``EntraAuthMiddleware`` authenticates; these dependencies only read its result and authorize,
 so a route never validates a token twice. A failed requirement raises
 ``InsufficientPermissions``, which the middleware answers with 403 ``insufficient_scope`` in the
-same shape as every other failure.
+same shape as every other failure (in an app mounted below the middleware, an ``HTTPException``
+with the same status and challenge: :func:`entra_guard.starlette.answerable`).
 
 Each dependency is one callable that is at once the OpenAPI security scheme, the reader of the
 caller and the check of the route's requirement: FastAPI charges for every level of a
@@ -31,10 +32,10 @@ from entra_guard.authorization import GroupRequirement, GroupResolver, Requireme
 from entra_guard.bearer import INCOMING_TOKEN, IncomingToken
 from entra_guard.client.on_behalf_of import OnBehalfOfAuth, OnBehalfOfClient
 from entra_guard.config import EntraConfig
-from entra_guard.errors import MissingToken
+from entra_guard.errors import EntraGuardError, MissingToken
 from entra_guard.middleware import STATE_KEY
 from entra_guard.principal import EntraPrincipal
-from entra_guard.starlette import on_behalf_of_auth
+from entra_guard.starlette import answerable, on_behalf_of_auth
 
 __all__ = [
     "SCHEME_NAME",
@@ -80,7 +81,8 @@ class EntraSecurity(SecurityBase):
 
     Raises ``MissingToken`` (401) in optional mode when the request carried no token,
     ``InsufficientPermissions`` (403) when the requirement is not met, ``ServiceUnavailable``
-    (503) when an overage user's groups could not be looked up, and ``RuntimeError`` when
+    (503) when an overage user's groups could not be looked up (each as an ``HTTPException``
+    of that status where the middleware is not in the route's app), and ``RuntimeError`` when
     no ``EntraAuthMiddleware`` ran for the request (missing, or the path is excluded).
     """
 
@@ -100,15 +102,18 @@ class EntraSecurity(SecurityBase):
                 "not list this route in its exclude_paths"
             )
         principal: EntraPrincipal | None = state[STATE_KEY]
-        if principal is None:  # optional mode, and the request carried no token
-            raise MissingToken
-        if self.requirement is not None:
-            self.requirement.check(principal)
-        if self.groups is not None:
-            incoming = request.scope.get(INCOMING_TOKEN)
-            await self.groups.check(
-                principal, incoming if isinstance(incoming, IncomingToken) else None
-            )
+        try:
+            if principal is None:  # optional mode, and the request carried no token
+                raise MissingToken
+            if self.requirement is not None:
+                self.requirement.check(principal)
+            if self.groups is not None:
+                incoming = request.scope.get(INCOMING_TOKEN)
+                await self.groups.check(
+                    principal, incoming if isinstance(incoming, IncomingToken) else None
+                )
+        except EntraGuardError as exc:
+            raise answerable(request, exc) from None
         return principal
 
     def __repr__(self) -> str:
@@ -202,7 +207,10 @@ class OnBehalfOf:
         self.client = client
 
     async def __call__(self, request: HTTPConnection) -> OnBehalfOfAuth:
-        return on_behalf_of_auth(request, self.scopes, client=self.client)
+        try:
+            return on_behalf_of_auth(request, self.scopes, client=self.client)
+        except EntraGuardError as exc:
+            raise answerable(request, exc) from None
 
     def __repr__(self) -> str:
         return f"OnBehalfOf{self.scopes!r}"

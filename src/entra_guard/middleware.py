@@ -38,10 +38,15 @@ from entra_guard.principal import EntraPrincipal
 from entra_guard.resource_metadata import MetadataEndpoint, ProtectedResource
 from entra_guard.validation import TokenValidator
 
-__all__ = ["STATE_KEY", "AuthOutcome", "EntraAuthMiddleware"]
+__all__ = ["ANSWERED_BY", "STATE_KEY", "AuthOutcome", "EntraAuthMiddleware"]
 
 #: ``request.state.entra_principal`` holds the validated caller.
 STATE_KEY = "entra_principal"
+#: The ASGI scope key of ``(app, resource_metadata_url)`` for every request the middleware lets
+#: in: the app in whose middleware stack it runs (``scope["app"]`` as it found it, ``None`` when
+#: it wraps an app itself) and its RFC 9728 document's URL. A route's refusal reaches the
+#: middleware only from that app (see ``entra_guard.starlette.answerable``).
+ANSWERED_BY = "entra_guard.answered_by"
 _WS_POLICY_VIOLATION = 1008
 _DENIAL_EXTENSION = "websocket.http.response"
 # Set on the lifespan scope by the outermost EntraAuthMiddleware, so that a second one can tell.
@@ -185,6 +190,7 @@ class EntraAuthMiddleware:
             return
 
         _admit(scope, principal, token)
+        scope[ANSWERED_BY] = (scope.get("app"), self._metadata_url)
         if self._on_outcome is not None:
             reason = "anonymous" if principal is None else "authenticated"
             await _report(self._on_outcome, scope, 200, reason, principal)

@@ -2,29 +2,34 @@
 
 Starlette's own ``@requires`` works too (the middleware fills ``request.auth`` with the roles and
 scopes), but answers a plain 403; this one raises ``InsufficientPermissions``, which the
-middleware answers with RFC 6750's 403 ``insufficient_scope``, like every other failure.
+middleware answers with RFC 6750's 403 ``insufficient_scope``, like every other failure. In an
+app the middleware does not sit in (mounted below it, or wrapped by it directly) the refusal is
+raised as an ``HTTPException`` with the same status and challenge instead (:func:`answerable`).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 
 from entra_guard.authorization import GroupRequirement, GroupResolver, Requirement
-from entra_guard.bearer import INCOMING_TOKEN, IncomingToken
+from entra_guard.bearer import INCOMING_TOKEN, IncomingToken, error_response
 from entra_guard.client.challenges import CAE_CAPABILITY
 from entra_guard.client.on_behalf_of import OnBehalfOfAuth, OnBehalfOfClient
-from entra_guard.errors import MissingToken
-from entra_guard.middleware import STATE_KEY
+from entra_guard.errors import EntraGuardError, MissingToken
+from entra_guard.middleware import ANSWERED_BY, STATE_KEY
 from entra_guard.principal import EntraPrincipal
 
 __all__ = [
     "ON_BEHALF_OF_CLIENT",
+    "answerable",
     "on_behalf_of_auth",
     "optional_principal_of",
     "principal_of",
@@ -38,6 +43,31 @@ __all__ = [
 ON_BEHALF_OF_CLIENT = "entra_on_behalf_of"
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+logger = logging.getLogger("entra_guard.middleware")
+# What an HTTPException carries of the middleware's answer (its body is the app's own).
+_ANSWER_HEADERS = frozenset({b"www-authenticate", b"retry-after", b"cache-control"})
+
+
+def answerable(connection: HTTPConnection, exc: EntraGuardError) -> Exception:
+    """``exc`` where ``EntraAuthMiddleware`` will answer it, else an ``HTTPException`` with the
+    status, ``WWW-Authenticate``, ``Retry-After`` and description the middleware would send.
+
+    A route's exception reaches the middleware only through the app whose middleware stack
+    holds it. In an app mounted below it, or one it wraps itself, that app's own
+    ``ServerErrorMiddleware`` would answer 500 first; its ``ExceptionMiddleware`` answers an
+    ``HTTPException`` (the body is then the app's: ``{"detail": ...}`` in FastAPI, the text in
+    Starlette). WebSocket refusals always reach the middleware, and so does ``exc`` when no
+    middleware ran (the caller raises ``RuntimeError`` for that first).
+    """
+    scope = connection.scope
+    answered_by: tuple[object, str | None] | None = scope.get(ANSWERED_BY)
+    if scope["type"] != "http" or answered_by is None or answered_by[0] is scope.get("app"):
+        return exc
+    status, headers, _ = error_response(exc, resource_metadata=answered_by[1])
+    logger.info("refused %s %s: %s (%d)", scope.get("method"), scope["path"], exc.reason, status)
+    kept = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers if k in _ANSWER_HEADERS}
+    return HTTPException(status, exc.description, kept)
 
 
 def principal_of(connection: HTTPConnection) -> EntraPrincipal:
@@ -138,14 +168,17 @@ def _decorator(requirement: Requirement | GroupRequirement) -> Callable[[Endpoin
             )
             if connection is None:
                 raise TypeError(f"{endpoint.__name__} takes no Request or WebSocket to check")
-            if isinstance(requirement, GroupRequirement):
-                incoming = connection.scope.get(INCOMING_TOKEN)
-                await requirement.check(
-                    principal_of(connection),
-                    incoming if isinstance(incoming, IncomingToken) else None,
-                )
-            else:
-                requirement.check(principal_of(connection))
+            try:
+                if isinstance(requirement, GroupRequirement):
+                    incoming = connection.scope.get(INCOMING_TOKEN)
+                    await requirement.check(
+                        principal_of(connection),
+                        incoming if isinstance(incoming, IncomingToken) else None,
+                    )
+                else:
+                    requirement.check(principal_of(connection))
+            except EntraGuardError as exc:
+                raise answerable(connection, exc) from None
             if is_async:
                 return await endpoint(*args, **kwargs)
             return await run_in_threadpool(endpoint, *args, **kwargs)
