@@ -6,6 +6,7 @@ Principals come from emulator tokens checked by a real validator over loopback H
 from __future__ import annotations
 
 import json
+import uuid
 from collections import UserDict
 from types import MappingProxyType
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from entra_guard import EntraPrincipal
+from entra_guard import principal as principal_module
 from entra_guard.principal import LazyClaims, guest_by_claims
 from entra_guard.testing import REMOVE, EntraEmulator
 from tests.support import validator_for
@@ -141,3 +143,38 @@ def test_lazy_claims_read_like_the_read_only_mapping_they_stand_for() -> None:
     assert lazy["oid"] == "o"
     assert repr(lazy) == "LazyClaims({'oid': 'o', 'roles': ['A'], 'n': None})"
     assert not hasattr(lazy, "__setitem__")
+
+
+def _built(**claims: Any) -> EntraPrincipal:
+    return EntraPrincipal.from_claims(
+        {"tid": OTHER_TENANT, "exp": 1, **claims}, version="2.0", client_id="c"
+    )
+
+
+def test_role_and_scope_sets_are_built_right_and_shared_by_principals_alike() -> None:
+    """One frozenset per distinct set of roles or scopes (a principal per cached token), kept
+    per process: names no earlier test used make this test build them, not find them."""
+    role = f"Role.{uuid.uuid4().hex}"
+    first, second = (
+        _built(roles=[role, "B"], scp=f"s1 {role}"),
+        _built(roles=[role, "B"], scp=f"s1 {role}"),
+    )
+    assert (first.roles, first.scopes) == (frozenset({role, "B"}), frozenset({"s1", role}))
+    assert first.permissions[0] == "authenticated"
+    assert sorted(first.permissions[1:]) == sorted([role, "B", "s1", role])
+    assert first.roles is second.roles
+    assert first.scopes is second.scopes
+    assert first.permissions is second.permissions
+    # No roles, and a scp that is not a string (from_claims takes claims as given): empty sets.
+    odd = _built(scp=[f"s.{uuid.uuid4().hex}"])
+    assert (odd.roles, odd.scopes, odd.permissions) == (
+        frozenset(),
+        frozenset(),
+        ("authenticated",),
+    )
+
+
+def test_the_shared_sets_are_bounded() -> None:
+    for _ in range(principal_module._MAX_SHARED + 10):
+        _built(roles=[uuid.uuid4().hex])
+        assert len(principal_module._shared) <= principal_module._MAX_SHARED
