@@ -178,3 +178,21 @@ def test_the_shared_sets_are_bounded() -> None:
     for _ in range(principal_module._MAX_SHARED + 10):
         _built(roles=[uuid.uuid4().hex])
         assert len(principal_module._shared) <= principal_module._MAX_SHARED
+
+
+def test_tenant_and_client_ids_are_one_object_per_value_and_bounded() -> None:
+    tenant = str(uuid.uuid4())
+    first = EntraPrincipal.from_claims({"tid": tenant, "exp": 1}, version="2.0", client_id="c")
+    copy = "".join(tenant)  # equal, another object
+    assert copy is not tenant
+    second = EntraPrincipal.from_claims({"tid": copy, "exp": 1}, version="2.0", client_id="c")
+    assert second.tenant_id == tenant
+    assert second.tenant_id is first.tenant_id
+    odd = EntraPrincipal.from_claims({"tid": 7, "exp": 1}, version="2.0", client_id="c")
+    given: Any = odd.tenant_id
+    assert given == 7  # taken as given (from_claims trusts the validator's checks)
+    for _ in range(principal_module._MAX_SHARED + 10):
+        EntraPrincipal.from_claims(
+            {"tid": str(uuid.uuid4()), "exp": 1}, version="2.0", client_id="c"
+        )
+        assert len(principal_module._texts) <= principal_module._MAX_SHARED
