@@ -35,7 +35,7 @@ from entra_guard import (
 )
 from entra_guard import starlette as guard_starlette
 from entra_guard.fastapi import Principal, require_roles
-from entra_guard.middleware import STATE_KEY
+from entra_guard.middleware import STATE_KEY, AuthOutcome
 from entra_guard.testing import EntraEmulator
 from tests.asgi import denial_of
 from tests.conftest import FakeClock
@@ -361,16 +361,23 @@ def test_a_mounted_starlette_app_answers_a_missing_role_with_403(
     async def admin(request: Request) -> Response:
         return PlainTextResponse("admin")
 
+    outcomes: list[AuthOutcome] = []
     outer = Starlette(
         routes=[Mount("/v1", app=Starlette(routes=[Route("/admin", admin)]))],
-        middleware=[Middleware(EntraAuthMiddleware, config=entra_emulator.config())],
-    )
+        middleware=[Middleware(EntraAuthMiddleware, config=entra_emulator.config(),
+                               on_outcome=outcomes.append)],
+    )  # fmt: skip
     reader = entra_emulator.issue_token(roles=["Reader"])
     with TestClient(outer, raise_server_exceptions=False) as client:
         response = client.get("/v1/admin", headers={"Authorization": f"Bearer {reader}"})
     assert response.status_code == 403
     assert response.headers["www-authenticate"].startswith('Bearer error="insufficient_scope"')
     assert response.text in response.headers["www-authenticate"]  # the same words
+    # The hook hears the refusal too, after the admission, as when the middleware answers.
+    assert [(o.status, o.reason) for o in outcomes] == [
+        (200, "authenticated"),
+        (403, "missing_permission"),
+    ]
 
 
 def test_held_an_excluded_route_with_a_requirement_fails_closed(

@@ -38,7 +38,7 @@ from entra_guard.principal import EntraPrincipal
 from entra_guard.resource_metadata import MetadataEndpoint, ProtectedResource
 from entra_guard.validation import TokenValidator
 
-__all__ = ["ANSWERED_BY", "STATE_KEY", "AuthOutcome", "EntraAuthMiddleware"]
+__all__ = ["ANSWERED_BY", "REFUSED_IN_APP", "STATE_KEY", "AuthOutcome", "EntraAuthMiddleware"]
 
 #: ``request.state.entra_principal`` holds the validated caller.
 STATE_KEY = "entra_principal"
@@ -47,6 +47,8 @@ STATE_KEY = "entra_principal"
 #: it wraps an app itself) and its RFC 9728 document's URL. A route's refusal reaches the
 #: middleware only from that app (see ``entra_guard.starlette.answerable``).
 ANSWERED_BY = "entra_guard.answered_by"
+#: The scope key of a refusal that app answered itself, for ``on_outcome``.
+REFUSED_IN_APP = "entra_guard.refused_in_app"
 _WS_POLICY_VIOLATION = 1008
 _DENIAL_EXTENSION = "websocket.http.response"
 # Set on the lifespan scope by the outermost EntraAuthMiddleware, so that a second one can tell.
@@ -189,8 +191,7 @@ class EntraAuthMiddleware:
             await self._refuse(scope, receive, send, failure)
             return
 
-        _admit(scope, principal, token)
-        scope[ANSWERED_BY] = (scope.get("app"), self._metadata_url)
+        _admit(scope, principal, token, self._metadata_url)
         if self._on_outcome is not None:
             reason = "anonymous" if principal is None else "authenticated"
             await _report(self._on_outcome, scope, 200, reason, principal)
@@ -214,6 +215,11 @@ class EntraAuthMiddleware:
             if started:
                 raise
             await self._refuse(scope, receive, send, exc)
+            return
+        if self._on_outcome is not None:
+            refused: EntraGuardError | None = scope.get(REFUSED_IN_APP)
+            if refused is not None:  # answered by a mounted app: still a decision to report
+                await _report(self._on_outcome, scope, refused.status_code, refused.reason, None)
 
     async def _call_websocket_app(self, scope: Scope, receive: Receive, send: Send) -> None:
         """As for HTTP, also noting whether the app consumed ``websocket.connect``. Any message
@@ -294,10 +300,14 @@ class EntraAuthMiddleware:
         return lifespan_send
 
 
-def _admit(scope: Scope, principal: EntraPrincipal | None, token: str | None) -> None:
+def _admit(
+    scope: Scope, principal: EntraPrincipal | None, token: str | None, metadata_url: str | None
+) -> None:
     """Put the caller where the app reads it: ``request.user``, ``request.auth`` (Starlette's
     ``@requires`` checks its names, roles and scopes alike), ``request.state.entra_principal``,
-    and the validated token for on-behalf-of calls only."""
+    and the validated token for on-behalf-of calls only; and who answers a refusal
+    (:data:`ANSWERED_BY`)."""
+    scope[ANSWERED_BY] = (scope.get("app"), metadata_url)
     if principal is None:
         scope["auth"], scope["user"] = AuthCredentials(), UnauthenticatedUser()
     else:

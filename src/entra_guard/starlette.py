@@ -24,7 +24,7 @@ from entra_guard.bearer import INCOMING_TOKEN, IncomingToken, error_response
 from entra_guard.client.challenges import CAE_CAPABILITY
 from entra_guard.client.on_behalf_of import OnBehalfOfAuth, OnBehalfOfClient
 from entra_guard.errors import EntraGuardError, MissingToken
-from entra_guard.middleware import ANSWERED_BY, STATE_KEY
+from entra_guard.middleware import ANSWERED_BY, REFUSED_IN_APP, STATE_KEY
 from entra_guard.principal import EntraPrincipal
 
 __all__ = [
@@ -66,6 +66,7 @@ def answerable(connection: HTTPConnection, exc: EntraGuardError) -> Exception:
         return exc
     status, headers, _ = error_response(exc, resource_metadata=answered_by[1])
     logger.info("refused %s %s: %s (%d)", scope.get("method"), scope["path"], exc.reason, status)
+    scope[REFUSED_IN_APP] = exc  # the middleware reports it to on_outcome
     kept = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers if k in _ANSWER_HEADERS}
     return HTTPException(status, exc.description, kept)
 
