@@ -47,7 +47,7 @@ STATE_KEY = "entra_principal"
 #: it wraps an app itself) and its RFC 9728 document's URL. A route's refusal reaches the
 #: middleware only from that app (see ``entra_guard.starlette.answerable``).
 ANSWERED_BY = "entra_guard.answered_by"
-#: The scope key of a refusal that app answered itself, for ``on_outcome``.
+#: The scope key of a refusal that app answered itself, for the log and ``on_outcome``.
 REFUSED_IN_APP = "entra_guard.refused_in_app"
 _WS_POLICY_VIOLATION = 1008
 _DENIAL_EXTENSION = "websocket.http.response"
@@ -216,10 +216,9 @@ class EntraAuthMiddleware:
                 raise
             await self._refuse(scope, receive, send, exc)
             return
-        if self._on_outcome is not None:
-            refused: EntraGuardError | None = scope.get(REFUSED_IN_APP)
-            if refused is not None:  # answered by a mounted app: still a decision to report
-                await _report(self._on_outcome, scope, refused.status_code, refused.reason, None)
+        refused: EntraGuardError | None = scope.get(REFUSED_IN_APP)
+        if refused is not None:  # answered by a mounted app: still our decision, logged as one
+            await self._refused(scope, refused)
 
     async def _call_websocket_app(self, scope: Scope, receive: Receive, send: Send) -> None:
         """As for HTTP, also noting whether the app consumed ``websocket.connect``. Any message
@@ -253,11 +252,7 @@ class EntraAuthMiddleware:
         *,
         received_connect: bool = False,
     ) -> None:
-        # One line per refusal at INFO; the cause of a 503 is logged by discovery, once per attempt.
-        logger.info("refused %s %s: %s (%d)", scope.get("method", "WS"), scope["path"],
-                   exc.reason, exc.status_code)  # fmt: skip
-        if self._on_outcome is not None:
-            await _report(self._on_outcome, scope, exc.status_code, exc.reason, None)
+        await self._refused(scope, exc)
         status, headers, body = error_response(exc, resource_metadata=self._metadata_url)
         if scope["type"] == "http":
             await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -275,6 +270,13 @@ class EntraAuthMiddleware:
         else:
             await send({"type": "websocket.close", "code": _WS_POLICY_VIOLATION,
                         "reason": exc.description[:120]})  # fmt: skip
+
+    async def _refused(self, scope: Scope, exc: EntraGuardError) -> None:
+        # One line per refusal at INFO; the cause of a 503 is logged by discovery, once per attempt.
+        logger.info("refused %s %s: %s (%d)", scope.get("method", "WS"), scope["path"],
+                   exc.reason, exc.status_code)  # fmt: skip
+        if self._on_outcome is not None:
+            await _report(self._on_outcome, scope, exc.status_code, exc.reason, None)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         if _LIFESPAN_MARK in scope:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
@@ -44,7 +43,6 @@ ON_BEHALF_OF_CLIENT = "entra_on_behalf_of"
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
-logger = logging.getLogger("entra_guard.middleware")
 # What an HTTPException carries of the middleware's answer (its body is the app's own).
 _ANSWER_HEADERS = frozenset({b"www-authenticate", b"retry-after", b"cache-control"})
 
@@ -65,8 +63,7 @@ def answerable(connection: HTTPConnection, exc: EntraGuardError) -> Exception:
     if scope["type"] != "http" or answered_by is None or answered_by[0] is scope.get("app"):
         return exc
     status, headers, _ = error_response(exc, resource_metadata=answered_by[1])
-    logger.info("refused %s %s: %s (%d)", scope.get("method"), scope["path"], exc.reason, status)
-    scope[REFUSED_IN_APP] = exc  # the middleware reports it to on_outcome
+    scope[REFUSED_IN_APP] = exc  # the middleware logs it and tells on_outcome
     kept = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers if k in _ANSWER_HEADERS}
     return HTTPException(status, exc.description, kept)
 
