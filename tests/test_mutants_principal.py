@@ -196,3 +196,19 @@ def test_tenant_and_client_ids_are_one_object_per_value_and_bounded() -> None:
             {"tid": str(uuid.uuid4()), "exp": 1}, version="2.0", client_id="c"
         )
         assert len(principal_module._texts) <= principal_module._MAX_SHARED
+
+
+async def test_subject_object_id_and_user_name_are_each_the_token_own(
+    entra_emulator: EntraEmulator,
+) -> None:
+    oid = str(uuid.uuid4())
+    user = await principal(
+        entra_emulator, sub="pairwise-sub", oid=oid, preferred_username="ada@contoso.test",
+        upn="ada.lovelace@contoso.test",
+    )  # fmt: skip
+    assert (user.subject, user.object_id) == ("pairwise-sub", oid)
+    assert user.preferred_username == "ada@contoso.test"  # preferred_username before upn
+    # Equal sub and oid (v1 and app-only tokens) are kept as one object.
+    same = _built(sub="".join(oid), oid=oid)
+    assert same.subject == same.object_id == oid
+    assert same.subject is same.object_id
