@@ -26,6 +26,8 @@ MALFORMED = "The token is malformed: "
         ("é" + GOOD, "the token contains non-ASCII characters"),
         (f"aaaaa.{segment({})}.{b64(b's')}", "a segment is not valid base64url"),
         (f"a.{segment({})}.{b64(b's')}", "a segment is not valid base64url"),  # 1 character
+        (f"{segment({})}.a.{b64(b's')}", "a segment is not valid base64url"),  # in the middle
+        (f"{segment({})}.{segment({})}.a", "a segment is not valid base64url"),  # and last
         (f"{segment({})}.{segment({})}.aaaaa", "a segment is not valid base64url"),
         (f"{segment([1])}.{segment({})}.{b64(b's')}", "the header is not a JSON object"),
         (f"{segment({})}.{segment('x')}.{b64(b's')}", "the payload is not a JSON object"),
