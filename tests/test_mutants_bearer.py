@@ -54,6 +54,13 @@ AUTH = b"authorization"
         (scope((AUTH, b"bEARER    abc  ")), "abc"),  # any case, spaces, surrounding blanks
         (scope((AUTH, b"\t Bearer abc \t")), "abc"),
         (scope(query=b"my_access_token=abc"), None),  # another parameter, not ours
+        # Only spaces and tabs are trimmed (HTTP's optional whitespace), and only around the
+        # token: what else it holds stays in it, for the parser to refuse.
+        (scope((AUTH, b"Bearer abc \t")), "abc"),
+        (scope((AUTH, b"Bearer abc\x0c")), "abc\x0c"),
+        (scope((AUTH, b"Bearer \tabc")), "\tabc"),
+        (scope((AUTH, b"Bearer XXabcXX")), "XXabcXX"),
+        (scope((AUTH, b"BEARER XXabcXX\x0b")), "XXabcXX\x0b"),
     ],
 )
 def test_the_bearer_token_is_read_from_its_one_header(
@@ -105,8 +112,10 @@ def test_a_repeated_access_token_parameter_is_refused_not_read_first_wins(query:
 
 
 @pytest.mark.parametrize(
-    "header", [b"Basic YTpi", b"Bearerabc", b"Negotiate abc", b"", b" \t", b"Bearer-x abc"]
-)
+    "header",
+    [b"Basic YTpi", b"Bearerabc", b"Negotiate abc", b"", b" \t", b"Bearer-x abc",
+     b"\x0cBearer abc"],
+)  # fmt: skip
 def test_another_scheme_is_no_credentials_a_401_with_no_error_code(header: bytes) -> None:
     with pytest.raises(MissingToken) as refused:
         bearer_token(scope((AUTH, header)))
