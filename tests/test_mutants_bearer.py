@@ -61,6 +61,8 @@ AUTH = b"authorization"
         (scope((AUTH, b"Bearer \tabc")), "\tabc"),
         (scope((AUTH, b"Bearer XXabcXX")), "XXabcXX"),
         (scope((AUTH, b"BEARER XXabcXX\x0b")), "XXabcXX\x0b"),
+        (scope((AUTH, b"BEARER \x0cabc")), "\x0cabc"),
+        (scope((AUTH, b"bearer abcX")), "abcX"),
     ],
 )
 def test_the_bearer_token_is_read_from_its_one_header(
