@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import anyio
 import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -15,7 +16,14 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
-from entra_guard import AuthOutcome, EntraAuthMiddleware, InvalidToken, TokenValidator
+from entra_guard import (
+    AuthOutcome,
+    EntraAuthMiddleware,
+    InsufficientPermissions,
+    InvalidToken,
+    TokenValidator,
+)
+from entra_guard.bearer import INCOMING_TOKEN, IncomingToken
 from entra_guard.middleware import _NESTED, _route_path
 from entra_guard.testing import EntraEmulator
 from tests.asgi import get_with_token
@@ -138,3 +146,85 @@ async def test_nested_the_inner_middleware_fails_the_startup_saying_why(
     assert sent == [{"type": "lifespan.startup.failed", "message": _NESTED}]
     await inner.validator.aclose()
     await outer.validator.aclose()
+
+
+async def _validated_call(
+    entra_emulator: EntraEmulator,
+    app: Any,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    **options: Any,
+) -> None:
+    validator = TokenValidator(entra_emulator.config())
+    try:
+        await EntraAuthMiddleware(app, validator=validator, **options)(scope, receive, send)
+    finally:
+        await validator.aclose()
+
+
+async def test_the_app_finds_the_validated_token_for_on_behalf_of_calls(
+    entra_emulator: EntraEmulator,
+) -> None:
+    token = entra_emulator.issue_token(roles=["Orders.Read"])
+    found: list[object] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        found.append(scope[INCOMING_TOKEN])
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    status, _, _ = await get_with_token(
+        EntraAuthMiddleware(app, config=entra_emulator.config()), token
+    )
+    assert status == 200
+    assert isinstance(found[0], IncomingToken)
+    assert found[0].value == token
+
+
+async def test_a_websocket_refused_after_the_app_read_connect_is_refused_without_a_second_read(
+    entra_emulator: EntraEmulator,
+) -> None:
+    """An app that consumed ``websocket.connect`` and then refuses: the middleware must not wait
+    for another connect (none comes: it would hang), and closes with 1008 at once."""
+    token = entra_emulator.issue_token(roles=["Orders.Read"])
+    messages = [{"type": "websocket.connect"}]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        if messages:
+            return messages.pop()
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        raise InsufficientPermissions("missing_role", "no", required="Orders.Admin")
+
+    scope: Scope = {"type": "websocket", "path": "/ws", "query_string": b"",
+                    "headers": [(b"authorization", f"Bearer {token}".encode())]}  # fmt: skip
+    with anyio.fail_after(10):
+        await _validated_call(entra_emulator, app, scope, receive, send)
+    assert sent == [{"type": "websocket.close", "code": 1008, "reason": "no"}]
+
+
+async def test_a_failing_outcome_hook_is_logged_with_its_traceback_and_the_request_goes_on(
+    entra_emulator: EntraEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    def hook(outcome: AuthOutcome) -> None:
+        raise ValueError("the metrics backend is down")
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    token = entra_emulator.issue_token(roles=["Orders.Read"])
+    caplog.set_level(logging.INFO, logger="entra_guard.middleware")
+    guard = EntraAuthMiddleware(app, config=entra_emulator.config(), on_outcome=hook)
+    status, _, _ = await get_with_token(guard, token)
+    assert status == 200
+    failures = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert [r.getMessage() for r in failures] == ["the on_outcome hook failed; the request goes on"]
+    assert failures[0].exc_info is not None
+    assert "the metrics backend is down" in str(failures[0].exc_info[1])
