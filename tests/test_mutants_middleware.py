@@ -228,3 +228,18 @@ async def test_a_failing_outcome_hook_is_logged_with_its_traceback_and_the_reque
     assert [r.getMessage() for r in failures] == ["the on_outcome hook failed; the request goes on"]
     assert failures[0].exc_info is not None
     assert "the metrics backend is down" in str(failures[0].exc_info[1])
+
+
+def test_an_app_starts_when_its_keys_cannot_be_prefetched_and_says_so_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with EntraEmulator() as idp:
+        config = idp.config(fetch_timeout=2.0)
+        idp.stop()  # the identity provider is down when the app starts
+        app = Starlette(routes=[Route("/health", lambda request: PlainTextResponse("ok"))])
+        app.add_middleware(EntraAuthMiddleware, config=config, exclude_paths=["/health"])
+        caplog.set_level(logging.WARNING, logger="entra_guard.middleware")
+        with TestClient(app) as client:
+            assert client.get("/health").status_code == 200
+    warnings = [r.getMessage() for r in caplog.records if r.name == "entra_guard.middleware"]
+    assert warnings == ["signing keys could not be prefetched; requests will retry"]
