@@ -63,6 +63,7 @@ async def test_a_websocket_without_the_denial_extension_is_closed_with_1008(
     sent: list[Message] = []
 
     async def receive() -> Message:
+        sent.append({"type": "(received websocket.connect)"})
         return {"type": "websocket.connect"}
 
     async def send(message: Message) -> None:
@@ -72,7 +73,10 @@ async def test_a_websocket_without_the_denial_extension_is_closed_with_1008(
     scope: Scope = {"type": "websocket", "path": "/ws", "query_string": b"",
                     "headers": [(b"authorization", b"Bearer abc")]}  # fmt: skip
     await guard(scope, receive, send)
-    assert sent == [{"type": "websocket.close", "code": 1008, "reason": "x" * 119 + "y"}]
+    assert sent == [
+        {"type": "(received websocket.connect)"},  # first, as ASGI asks, and once
+        {"type": "websocket.close", "code": 1008, "reason": "x" * 119 + "y"},
+    ]
     assert [(o.status, o.reason, o.method, o.path) for o in seen] == [
         (401, "token_expired", "WEBSOCKET", "/ws")
     ]
