@@ -247,3 +247,24 @@ def test_an_app_starts_when_its_keys_cannot_be_prefetched_and_says_so_once(
             assert client.get("/health").status_code == 200
     warnings = [r.getMessage() for r in caplog.records if r.name == "entra_guard.middleware"]
     assert warnings == ["signing keys could not be prefetched; requests will retry"]
+
+
+async def test_a_scope_of_another_type_reaches_the_app_untouched(
+    entra_emulator: EntraEmulator,
+) -> None:
+    """Neither HTTP, WebSocket nor lifespan (an extension's scope): passed on as it came."""
+    seen: list[tuple[Scope, Receive, Send]] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append((scope, receive, send))
+
+    async def receive() -> Message:
+        raise AssertionError("not read")
+
+    async def send(message: Message) -> None:
+        raise AssertionError("not sent")
+
+    scope: Scope = {"type": "example.custom"}
+    await EntraAuthMiddleware(app, config=entra_emulator.config())(scope, receive, send)
+    assert seen == [({"type": "example.custom"}, receive, send)]
+    assert seen[0][2] is send
