@@ -268,3 +268,14 @@ async def test_a_scope_of_another_type_reaches_the_app_untouched(
     await EntraAuthMiddleware(app, config=entra_emulator.config())(scope, receive, send)
     assert seen == [({"type": "example.custom"}, receive, send)]
     assert seen[0][2] is send
+
+
+def test_an_excluded_route_reads_its_request_body(entra_emulator: EntraEmulator) -> None:
+    async def hook(request: Request) -> Response:
+        return PlainTextResponse(await request.body())
+
+    app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+    app.add_middleware(EntraAuthMiddleware, config=entra_emulator.config(), exclude_paths=["/hook"])
+    with TestClient(app) as client:
+        response = client.post("/hook", content=b"a webhook's payload")
+    assert (response.status_code, response.content) == (200, b"a webhook's payload")
