@@ -315,6 +315,7 @@ async def test_the_validation_error_reason_and_its_traceback(
     assert json.loads(body)["error"] == "invalid_token"
     assert headers[b"www-authenticate"].startswith(b'Bearer error="invalid_token"')
     [failure] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert failure.getMessage() == "token validation failed unexpectedly; refusing the request"
     assert failure.exc_info is not None
     assert isinstance(failure.exc_info[1], RuntimeError)
     assert str(failure.exc_info[1]) == "a bug of ours"
