@@ -596,14 +596,14 @@ def _trimmed(result: RunResult) -> list[str]:
         return ["- After the last sample, `malloc_trim(0)`: not run (not glibc)"]
     before, after = trimmed["before"], trimmed["after"]
 
-    def _mb(value: float) -> str:
+    def mb2(value: float) -> str:  # two decimals: these differ by tenths of a MB
         return f"{value / _MB:.2f} MB"
 
     return [
         "- After the last sample, `malloc_trim(0)` (glibc hands its free heap pages back): heap "
-        f"RSS {_mb(before['rss_heap'])} -> {_mb(after['rss_heap'])}, heap free before it "
-        f"{_mb(before['heap_free'])}, heap in use {_mb(before['heap_in_use'])} -> "
-        f"{_mb(after['heap_in_use'])}"
+        f"RSS {mb2(before['rss_heap'])} -> {mb2(after['rss_heap'])}, heap free before it "
+        f"{mb2(before['heap_free'])}, heap in use {mb2(before['heap_in_use'])} -> "
+        f"{mb2(after['heap_in_use'])}"
     ]
 
 
