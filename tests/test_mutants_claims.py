@@ -6,6 +6,7 @@ says which claim failed and how. The cases are ``test_claims``' table; this chec
 
 from __future__ import annotations
 
+import json
 from types import MappingProxyType
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from entra_guard import EntraConfig, EntraGuardError, InsufficientPermissions, InvalidToken
 from entra_guard.claims import check_app_key_audience, check_claims, check_issuer
 from entra_guard.discovery import KeySet, SigningKey
+from entra_guard.principal import LazyClaims
 from tests.test_claims import (
     API,
     CASES,
@@ -274,3 +276,25 @@ def test_a_list_audience_with_none_of_ours_is_refused_for_its_reason(
     with pytest.raises(InvalidToken) as refused:
         run(Case("list", app_v2(aud=aud)))
     assert refused.value.reason == reason
+
+
+def test_the_principal_keeps_the_payload_text_it_is_given() -> None:
+    """A cached principal holds the payload's compact JSON text, not the parsed dict (the
+    memory bound per cached token); the claims read from it are the checked ones."""
+    claims = app_v2()
+    payload = json.dumps(claims, separators=(",", ":")).encode()
+    config = EntraConfig(tenant_id=TENANT, audiences=[API])
+    key = SigningKey(kid="k1", x5t="k1", public_key=PUBLIC_KEY, issuer=None, alg=None)
+    keyset = KeySet(
+        version="2.0",
+        issuer=V2_TEMPLATE.replace("{tenantid}", TENANT),
+        jwks_uri="https://login.microsoftonline.com/keys",
+        by_kid=MappingProxyType({"k1": key}),
+        by_x5t=MappingProxyType({"k1": key}),
+    )
+    principal = check_claims(
+        claims, config=config, keyset=keyset, key=key, version="2.0", now=NOW, payload=payload
+    )
+    assert isinstance(principal.claims, LazyClaims)
+    assert principal.claims._payload is payload
+    assert dict(principal.claims) == claims

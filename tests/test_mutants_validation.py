@@ -5,13 +5,15 @@ Tokens come from the emulator, checked by a real validator over loopback HTTP.
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import get_default_algorithms
 
 from entra_guard import EntraGuardError, TokenValidator
@@ -123,3 +125,99 @@ async def test_a_bad_signature_and_a_key_pinned_to_another_algorithm_say_the_sam
     with pytest.raises(EntraGuardError) as refused:
         TokenValidator.verify_signature(b"a.b", signature, ps256, "PS256", key)
     assert (refused.value.reason, refused.value.description) == words
+
+
+def _with_segment(token: str, index: int, raw: bytes) -> str:
+    parts = token.split(".")
+    parts[index] = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    return ".".join(parts)
+
+
+async def test_a_header_or_payload_that_is_no_json_object_is_named_in_the_refusal(
+    entra_emulator: EntraEmulator, check: TokenValidator
+) -> None:
+    token = entra_emulator.issue_token(roles=["r"])
+    malformed = "The token is malformed: the {} {}"
+    cases = [
+        (0, b'{"alg":', malformed.format("header", "is not JSON")),
+        (0, b'{"alg":"RS256","alg":"none"}', malformed.format("header", "repeats a member")),
+        (1, b"[1, 2]", malformed.format("payload", "is not a JSON object")),
+        (1, b'{"ver":"2.0"', malformed.format("payload", "is not JSON")),
+        (1, b'{"ver":"2.0","ver":"1.0"}', malformed.format("payload", "repeats a member")),
+    ]
+    for index, raw, description in cases:
+        assert await refusal(check, _with_segment(token, index, raw)) == (
+            "malformed_token",
+            description,
+        )
+
+
+@pytest.mark.parametrize("alg", [["RS256"], {"name": "RS256"}, 256, None])
+async def test_an_alg_that_is_not_a_string_is_an_algorithm_not_allowed(
+    entra_emulator: EntraEmulator, check: TokenValidator, alg: object
+) -> None:
+    token = entra_emulator.issue_token(roles=["r"], headers={"alg": alg})
+    assert await refusal(check, token) == (
+        "algorithm_not_allowed",
+        "The token's signing algorithm is not accepted",
+    )
+
+
+@pytest.mark.parametrize(
+    "public_key",
+    [
+        ec.generate_private_key(ec.SECP256R1()).public_key(),
+        ed25519.Ed25519PrivateKey.generate().public_key(),
+    ],
+    ids=["EC P-256", "Ed25519"],
+)
+def test_a_published_key_of_another_type_verifies_nothing(public_key: object) -> None:
+    """An RS256 token naming a ``kid`` whose published key is not RSA: the signature library
+    raises (``TypeError``) rather than answering no; that is a refusal too, never a pass."""
+    key = SigningKey(kid="k", x5t=None, public_key=public_key, issuer=None, alg=None)  # type: ignore[arg-type]
+    with pytest.raises(EntraGuardError) as refused:
+        TokenValidator.verify_signature(
+            b"a.b", b"\x01" * 256, get_default_algorithms()["RS256"], "RS256", key
+        )
+    assert (refused.value.reason, refused.value.description) == (
+        "invalid_signature",
+        "The token's signature is invalid",
+    )
+
+
+class _Counting(TokenValidator):
+    """Counts the slow steps a warm validator must skip (headers checked, keys looked up)."""
+
+    headers_checked = 0
+
+    def check_header(self, header: dict[str, Any]) -> Any:
+        self.headers_checked += 1
+        return super().check_header(header)
+
+
+async def test_warm_keys_and_a_known_header_take_the_fast_path(
+    entra_emulator: EntraEmulator,
+) -> None:
+    """With the key set loaded, a token of a known key is verified without asking the key
+    store (no await, no lock), and a header seen before is not checked again."""
+    config = replace(entra_emulator.config(), token_cache_size=0)
+    async with _Counting(config) as validator:
+        await validator.prefetch()
+        store = validator.key_store
+        original = store.find_key
+        calls: list[object] = []
+
+        async def find_key(*args: Any, **kwargs: Any) -> Any:
+            calls.append(args)
+            return await original(*args, **kwargs)
+
+        store.find_key = find_key  # type: ignore[method-assign]
+        by_kid = entra_emulator.issue_token(roles=["r"], headers={"x5t": REMOVE})
+        by_x5t_only = entra_emulator.issue_token(
+            roles=["r"], headers={"kid": REMOVE, "x5t": entra_emulator.current_key.kid}
+        )
+        for token in (by_kid, by_kid, by_x5t_only, by_x5t_only):
+            principal = await validator.validate(token)
+            assert principal.roles == {"r"}
+        assert calls == []
+        assert validator.headers_checked == 2  # once per distinct header
