@@ -201,7 +201,8 @@ async def test_warm_keys_and_a_known_header_take_the_fast_path(
     """With the key set loaded, a token of a known key is verified without asking the key
     store (no await, no lock), and a header seen before is not checked again."""
     config = replace(entra_emulator.config(), token_cache_size=0)
-    async with _Counting(config) as validator:
+    validator = _Counting(config)
+    async with validator:
         await validator.prefetch()
         store = validator.key_store
         original = store.find_key
