@@ -12,12 +12,14 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import get_default_algorithms
 
 from entra_guard import EntraGuardError, TokenValidator
-from entra_guard.discovery import SigningKey
+from entra_guard.discovery import KeyStore, SigningKey
+from entra_guard.principal import LazyClaims
 from entra_guard.testing import REMOVE, EntraEmulator
 from tests.conftest import FakeClock
 
@@ -222,3 +224,133 @@ async def test_warm_keys_and_a_known_header_take_the_fast_path(
             assert principal.roles == {"r"}
         assert calls == []
         assert validator.headers_checked == 2  # once per distinct header
+
+
+async def test_a_statically_allowed_tenant_never_asks_the_run_time_function(
+    entra_emulator: EntraEmulator,
+) -> None:
+    """``allowed_tenants`` decides first, on a fresh token and on a remembered one alike: the
+    app's function is asked only about tenants the list does not name."""
+    asked: list[str] = []
+
+    async def tenant_allowed(tid: str) -> bool:
+        asked.append(tid)
+        return False
+
+    config = entra_emulator.config(
+        tenant_id="organizations",
+        allowed_tenants=[entra_emulator.tenant_id],
+        tenant_allowed=tenant_allowed,
+    )
+    async with TokenValidator(config) as check:
+        token = entra_emulator.issue_token(roles=["r"])
+        for _ in range(2):  # verified, then remembered
+            assert (await check.validate(token)).tenant_id == entra_emulator.tenant_id
+        assert asked == []
+
+
+async def test_a_remembered_token_whose_tenant_was_removed_is_forgotten(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    allowed = {OTHER_TENANT}
+
+    async def tenant_allowed(tid: str) -> bool:
+        return tid in allowed
+
+    entra_emulator.add_tenant(OTHER_TENANT)
+    config = entra_emulator.config(tenant_id="organizations", tenant_allowed=tenant_allowed)
+    clock.advance(time.time() - clock())  # the tokens' lifetimes are on the real clock
+    async with TokenValidator(config, clock=clock) as check:
+        assert check.cache is not None
+        token = entra_emulator.issue_token(tenant_id=OTHER_TENANT, roles=["r"])
+        await check.validate(token)
+        assert len(check.cache) == 1
+        allowed.clear()
+        clock.advance(config.tenant_decision_ttl)
+        with pytest.raises(EntraGuardError):
+            await check.validate(token)  # a remembered token, its tenant now refused
+        assert len(check.cache) == 0
+
+
+class _CountingVerifies(TokenValidator):
+    """Counts the signatures verified: a cache hit verifies none."""
+
+    verified: list[bytes]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.verified = []
+
+    def verify_signature(  # type: ignore[override]
+        self, signing_input: bytes, *args: Any
+    ) -> None:
+        self.verified.append(signing_input)
+        TokenValidator.verify_signature(signing_input, *args)
+
+
+@pytest.mark.parametrize("claim", ["nbf", "iat"])
+async def test_a_remembered_token_is_not_honoured_before_its_nbf_or_iat(
+    entra_emulator: EntraEmulator, claim: str
+) -> None:
+    """The cache keeps the later of ``nbf`` and ``iat``: asked at an earlier time (a clock
+    stepped back), a remembered token is checked in full again, and refused."""
+    start = time.time() + 30  # within the 60 s leeway
+    other = "iat" if claim == "nbf" else "nbf"
+    token = entra_emulator.issue_token(roles=["r"], now=start, claims={other: REMOVE})
+    validator = _CountingVerifies(entra_emulator.config())
+    async with validator:
+        leeway = validator.config.leeway
+        await validator.validate(token, now=start - 30)
+        await validator.validate(token, now=start - 30)
+        assert len(validator.verified) == 1  # remembered
+        with pytest.raises(EntraGuardError) as refused:
+            await validator.validate(token, now=start - leeway - 1)
+        assert refused.value.reason == "token_not_yet_valid"
+
+
+async def test_a_token_without_nbf_or_iat_is_remembered(entra_emulator: EntraEmulator) -> None:
+    token = entra_emulator.issue_token(roles=["r"], claims={"nbf": REMOVE, "iat": REMOVE})
+    validator = _CountingVerifies(entra_emulator.config())
+    async with validator:
+        for _ in range(3):
+            await validator.validate(token)
+        assert len(validator.verified) == 1
+
+
+async def test_the_validated_principal_keeps_the_payload_text(
+    entra_emulator: EntraEmulator, check: TokenValidator
+) -> None:
+    """What the token cache holds per token: the payload's text, parsed again only when a
+    claim property is read (the memory bound per cached token)."""
+    principal = await check.validate(entra_emulator.issue_token(roles=["r"], claims={"n": 7}))
+    assert isinstance(principal.claims, LazyClaims)
+    assert principal.claims["n"] == 7
+
+
+@pytest.mark.parametrize("as_bytes", [False, True], ids=["str", "bytes"])
+async def test_the_size_limit_holds_for_a_token_given_as_bytes_too(
+    check: TokenValidator, as_bytes: bool
+) -> None:
+    limit = check.config.max_token_bytes
+    at_limit, over = "a" * limit, "a" * (limit + 1)
+    reason, _ = await refusal(check, at_limit.encode() if as_bytes else at_limit)
+    assert reason == "malformed_token"  # long enough to be looked at
+    assert await refusal(check, over.encode() if as_bytes else over) == (
+        "token_too_large",
+        f"The token is longer than {limit} bytes",
+    )
+
+
+async def test_an_unknown_key_is_refused_with_its_description(
+    entra_emulator: EntraEmulator, check: TokenValidator
+) -> None:
+    token = entra_emulator.issue_token(roles=["r"], headers={"kid": "nobody-publishes-this"})
+    assert await refusal(check, token) == ("key_not_found", "The signature key was not found")
+
+
+def test_a_validator_takes_a_key_store_or_an_http_client_not_both(
+    entra_emulator: EntraEmulator,
+) -> None:
+    config = entra_emulator.config()
+    with pytest.raises(ValueError, match=r"^give either key_store or http_client, not both$"):
+        TokenValidator(config, key_store=KeyStore(config), http_client=httpx.AsyncClient())
