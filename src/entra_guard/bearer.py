@@ -75,9 +75,12 @@ def bearer_token(scope: Scope, *, accept_query_token: bool = False) -> str | Non
                 )
             found = value
     query: bytes = scope.get("query_string", b"")
+    values: list[str] | tuple[()] = ()
+    query_token: str | None = None
     # The cheap test first: nearly every request has no access_token in its query string.
-    values = _query_values(query) if _QUERY_PARAMETER in query else ()
-    query_token = next((value for value in values if value), None)  # a blank one is none
+    if _QUERY_PARAMETER in query:
+        values = _query_values(query)
+        query_token = next((value for value in values if value), None)  # a blank one is none
     if found is None:
         if query_token is None:
             return None
