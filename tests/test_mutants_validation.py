@@ -354,3 +354,16 @@ def test_a_validator_takes_a_key_store_or_an_http_client_not_both(
     config = entra_emulator.config()
     with pytest.raises(ValueError, match=r"^give either key_store or http_client, not both$"):
         TokenValidator(config, key_store=KeyStore(config), http_client=httpx.AsyncClient())
+
+
+async def test_a_given_http_client_fetches_the_keys(entra_emulator: EntraEmulator) -> None:
+    fetched: list[str] = []
+
+    async def record(request: httpx.Request) -> None:
+        fetched.append(request.url.path)
+
+    async with httpx.AsyncClient(event_hooks={"request": [record]}) as http:
+        async with TokenValidator(entra_emulator.config(), http_client=http) as validator:
+            await validator.validate(entra_emulator.issue_token(roles=["r"]))
+        assert any(path.endswith("/openid-configuration") for path in fetched)
+        assert not http.is_closed  # the caller's client: the validator leaves it open
