@@ -5,17 +5,22 @@ Against the emulator over real loopback HTTP, with a hand-moved clock.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
 
-from entra_guard import InvalidToken, KeyStore, KeysUnavailable, TokenValidator
-from entra_guard.testing import EntraEmulator
+from entra_guard import InvalidToken, KeyStore, KeysUnavailable, TokenValidator, discovery
+from entra_guard.testing import REMOVE, EntraEmulator
 from tests.conftest import FakeClock
-from tests.support import settle
+from tests.support import settle, validator_for
 
+HOUR = 3600.0
+APP_ID_URI = "api://orders"
 API_CLIENT = "6514a8ca-d9e4-4155-b292-65258398f3aa"
 
 
@@ -282,4 +287,150 @@ async def test_no_keys_at_all_is_a_503_saying_so(
         "The signing keys of the identity provider are unavailable; try again later",
     )
     assert (unavailable.value.status_code, unavailable.value.retry_after) == (503, 1)
+    await keys.aclose()
+
+
+class _CountingVerifies(TokenValidator):
+    """Counts the signatures verified: a token-cache hit verifies none."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.verified = 0
+
+    def verify_signature(self, *args: Any) -> None:  # type: ignore[override]
+        self.verified += 1
+        TokenValidator.verify_signature(*args)
+
+
+class _JwksWithoutKid(httpx.AsyncHTTPTransport):
+    """The emulator over real loopback HTTP, with its JWKS keys stripped of ``kid``: keys
+    known by ``x5t`` only, as old v1 key sets and tokens have them."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        if not request.url.path.endswith("/keys"):
+            return response
+        document = json.loads(await response.aread())
+        for key in document["keys"]:
+            key.pop("kid", None)
+        return httpx.Response(response.status_code, json=document)
+
+
+@pytest.mark.parametrize("named_by", ["kid", "x5t"])
+async def test_a_remembered_token_stays_remembered_when_a_refresh_keeps_its_key(
+    entra_emulator: EntraEmulator, clock: FakeClock, named_by: str
+) -> None:
+    """A refresh brings a new key set; a remembered token whose key it still publishes (found
+    by ``kid``, or by ``x5t`` where the set has no ``kid``) is not verified again."""
+    config = entra_emulator.config(refresh_interval=HOUR)
+    transport = _JwksWithoutKid() if named_by == "x5t" else httpx.AsyncHTTPTransport()
+    async with httpx.AsyncClient(transport=transport) as http:
+        keys = KeyStore(config, http_client=http, clock=clock)
+        check = _CountingVerifies(config, key_store=keys)
+        kid = entra_emulator.current_key.kid
+        headers = {"kid": REMOVE, "x5t": kid} if named_by == "x5t" else {"x5t": REMOVE}
+        token = entra_emulator.issue_token(roles=["r"], headers=headers)
+        await check.validate(token)
+        before = entra_emulator.fetch_count("jwks")
+        clock.advance(HOUR * (1 + discovery._JITTER))  # due for a refresh: a lookup starts one
+        await check.validate(token)
+        await settle(keys)
+        assert entra_emulator.fetch_count("jwks") == before + 1
+        assert keys.current("2.0") is not None
+        await check.validate(token)
+        assert check.verified == 1
+        await keys.aclose()
+
+
+async def test_a_rotated_in_key_named_by_x5t_only_is_found_by_a_forced_refresh(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    config = entra_emulator.config(audiences=[APP_ID_URI])  # no app-specific keys to look in
+    async with httpx.AsyncClient(transport=_JwksWithoutKid()) as http:
+        keys = KeyStore(config, http_client=http, clock=clock)
+        check = TokenValidator(config, key_store=keys)
+        await keys.prefetch()
+        rotated = entra_emulator.rotate_keys()
+        token = entra_emulator.issue_token(
+            roles=["r"], audience=APP_ID_URI, headers={"kid": REMOVE, "x5t": rotated.kid}
+        )
+        assert (await check.validate(token)).roles == {"r"}
+        await keys.aclose()
+
+
+async def test_requests_waiting_on_a_forced_refresh_find_the_key_it_brings(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    # No client id among the audiences: no app-specific keys to find the key in instead.
+    check = validator_for(entra_emulator, clock, token_cache_size=0, audiences=[APP_ID_URI])
+    await check.prefetch()
+    entra_emulator.rotate_keys()
+    tokens = [
+        entra_emulator.issue_token(roles=["r"], audience=APP_ID_URI, claims={"n": n})
+        for n in range(5)
+    ]
+    principals = await asyncio.gather(*(check.validate(t) for t in tokens))
+    assert [p.roles for p in principals] == [{"r"}] * 5
+    # one at start-up, one forced, shared by all
+    assert entra_emulator.fetch_count("jwks", version="2.0") == 2
+    await check.aclose()
+
+
+async def test_unknown_key_ids_share_one_forced_refresh_per_interval(
+    entra_emulator: EntraEmulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Never-seen ids spend the forced-refresh budget only, whichever id comes: a flood of
+    distinct ids costs one fetch per interval. Each forced refresh is logged at INFO."""
+    check = validator_for(entra_emulator, clock)
+    await check.prefetch()
+    caplog.set_level(logging.INFO, logger="entra_guard.discovery")
+    forged = [
+        entra_emulator.issue_token(roles=["r"], key=EntraEmulator.generate_key()) for _ in range(3)
+    ]
+    for token in forged:
+        with pytest.raises(InvalidToken):
+            await check.validate(token)
+    assert entra_emulator.fetch_count("jwks", version="2.0") == 2
+    messages = [r.getMessage() for r in caplog.records if "refreshing the 2.0 keys" in r.message]
+    assert messages == ["unknown signing key id; refreshing the 2.0 keys"]
+    await check.aclose()
+
+
+async def test_a_key_seen_unpublished_is_looked_for_again_once_per_interval_and_logged(
+    entra_emulator: EntraEmulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    check = validator_for(entra_emulator, clock, token_cache_size=0)
+    await check.prefetch()
+    forged = entra_emulator.issue_token(roles=["r"], key=EntraEmulator.generate_key())
+    with pytest.raises(InvalidToken):
+        await check.validate(forged)  # never seen: a forced refresh shows it absent
+    clock.advance(entra_emulator.config().min_refresh_interval)
+    caplog.set_level(logging.INFO, logger="entra_guard.discovery")
+    with pytest.raises(InvalidToken):
+        await check.validate(forged)
+    assert entra_emulator.fetch_count("jwks", version="2.0") == 3
+    messages = [r.getMessage() for r in caplog.records if "refreshing the 2.0 keys" in r.message]
+    assert messages == ["a signing key id seen unpublished; refreshing the 2.0 keys"]
+    await check.aclose()
+
+
+async def test_the_memory_of_unpublished_key_ids_is_bounded_oldest_first(
+    entra_emulator: EntraEmulator, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(discovery, "_MAX_ABSENT", 2)
+    keys = KeyStore(entra_emulator.config(), clock=clock)
+    await keys.prefetch()
+    interval = entra_emulator.config().min_refresh_interval
+    remembered = []
+    for kid in ("gone-1", "gone-2", "gone-3", "gone-2"):
+        clock.advance(interval)
+        _, key = await keys.find_key("2.0", kid, None)
+        assert key is None
+        remembered.append([key_id for key_id, _ in keys._sources["2.0"].absent])
+    assert remembered == [
+        ["gone-1"],
+        ["gone-1", "gone-2"],
+        ["gone-2", "gone-3"],  # full: the oldest made room
+        ["gone-2", "gone-3"],  # one already remembered takes no room
+    ]
     await keys.aclose()

@@ -293,6 +293,8 @@ class KeyStore:
         just_fetched: bool,
     ) -> tuple[KeySet, SigningKey | None]:
         """Look for a key ``keyset`` lacks, refreshing it if the policy allows."""
+        # Looked up again: an app-specific set may have been replaced by a background refresh
+        # since the caller looked in the one it held.
         key = keyset.find(kid, x5t)
         if key is not None:
             return keyset, key
@@ -323,8 +325,8 @@ class KeyStore:
             refreshed = await self._join_refresh(source)
         else:
             return keyset, None
-        if refreshed is None:
-            return keyset, keyset.find(kid, x5t)
+        if refreshed is None:  # the refresh failed: nothing new to look in (looked above)
+            return keyset, None
         key = refreshed.find(kid, x5t)
         if key is None:
             if len(absent) >= _MAX_ABSENT and key_id not in absent:
