@@ -434,3 +434,67 @@ async def test_the_memory_of_unpublished_key_ids_is_bounded_oldest_first(
         ["gone-2", "gone-3"],  # one already remembered takes no room
     ]
     await keys.aclose()
+
+
+async def test_a_key_of_an_app_specific_set_in_hand_costs_no_refresh(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    """The app-specific set is fetched once, on first use (even when it lacks the key it was
+    fetched for); after that a token of its key
+    (named by ``kid`` or by ``x5t``) is found in it without refreshing the tenant's set."""
+    api = entra_emulator.register_api(custom_signing_key=True)
+    assert api.signing_key is not None
+    config = entra_emulator.config(audiences=[api.client_id], token_cache_size=0)
+    check = validator_for(entra_emulator, clock, audiences=[api.client_id], token_cache_size=0)
+    await check.prefetch()
+
+    def app_token(**headers: Any) -> str:
+        return entra_emulator.issue_token(
+            key=api.signing_key, audience=api.client_id, roles=["r"], headers=headers
+        )
+
+    forged = entra_emulator.issue_token(
+        key=EntraEmulator.generate_key(), audience=api.client_id, roles=["r"]
+    )
+    with pytest.raises(InvalidToken):  # the app's set, fetched for it, lacks it: no refetch
+        await check.validate(forged)
+    assert entra_emulator.fetch_count("jwks", app_id=api.client_id) == 1
+    await check.validate(app_token())
+    tenant = entra_emulator.fetch_count("jwks", version="2.0")
+    assert entra_emulator.fetch_count("jwks", app_id=api.client_id) == 1
+    for headers in ({"x5t": REMOVE}, {"kid": REMOVE, "x5t": api.signing_key.kid}):
+        clock.advance(config.min_refresh_interval)  # a refresh would be allowed: none is made
+        assert (await check.validate(app_token(**headers))).roles == {"r"}
+    assert entra_emulator.fetch_count("jwks", version="2.0") == tenant
+    assert entra_emulator.fetch_count("jwks", app_id=api.client_id) == 1
+    await check.aclose()
+
+
+class _OneAppFails(httpx.AsyncHTTPTransport):
+    """The emulator over real loopback HTTP, but metadata asked for ``app_id`` answers 500."""
+
+    def __init__(self, app_id: str) -> None:
+        super().__init__()
+        self.app_id = app_id.encode()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if b"appid=" + self.app_id in request.url.query:
+            return httpx.Response(500, json={"error": "server_error", "error_description": "x"})
+        return await super().handle_async_request(request)
+
+
+async def test_an_app_specific_set_that_cannot_be_had_does_not_stop_the_next_one(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    first = entra_emulator.register_api(custom_signing_key=True)
+    second = entra_emulator.register_api(custom_signing_key=True)
+    config = entra_emulator.config(audiences=[first.client_id, second.client_id])
+    async with httpx.AsyncClient(transport=_OneAppFails(first.client_id)) as http:
+        keys = KeyStore(config, http_client=http, clock=clock)
+        check = TokenValidator(config, key_store=keys)
+        assert keys.app_ids == (first.client_id, second.client_id)
+        token = entra_emulator.issue_token(
+            key=second.signing_key, audience=second.client_id, roles=["r"]
+        )
+        assert (await check.validate(token)).roles == {"r"}
+        await keys.aclose()
