@@ -111,7 +111,10 @@ async def test_a_version_not_published_is_warned_about_once_and_backs_off_from_1
     for _ in range(2):
         with pytest.raises(InvalidToken) as refused:
             await keys.get_key_set("1.0")
-        assert refused.value.reason == "version_not_served"
+        assert (refused.value.reason, refused.value.description) == (
+            "version_not_served",
+            "The token's version ('ver') is not one this API's identity provider issues",
+        )
         clock.advance(300)  # one new look per min_refresh_interval
     url = keys.metadata_url("1.0")
     warned = [m for level, m in discovery_records(caplog) if level == logging.WARNING]
@@ -498,3 +501,14 @@ async def test_an_app_specific_set_that_cannot_be_had_does_not_stop_the_next_one
         )
         assert (await check.validate(token)).roles == {"r"}
         await keys.aclose()
+
+
+async def test_keys_are_fetched_over_https_trusting_the_configured_ca_bundle(
+    clock: FakeClock,
+) -> None:
+    """The store's clients verify TLS with the context built from ``ca_bundle`` (the emulator's
+    own CA here), never with the system's default trust alone."""
+    async with EntraEmulator(https=True) as idp:
+        check = validator_for(idp, clock)
+        assert (await check.validate(idp.issue_token(roles=["r"]))).roles == {"r"}
+        await check.aclose()

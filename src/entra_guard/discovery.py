@@ -429,14 +429,8 @@ class KeyStore:
         task = self._refreshing(source)
         if task is None:
             task = asyncio.get_running_loop().create_task(self._refresh(source))
-            source.task = task
-            task.add_done_callback(lambda done: self._forget(source, done))
+            source.task = task  # cleared by _refreshing once done
         return task
-
-    @staticmethod
-    def _forget(source: _Source, task: asyncio.Task[KeySet | None]) -> None:
-        if source.task is task:
-            source.task = None
 
     async def _join_refresh(self, source: _Source) -> KeySet | None:
         # shield: a cancelled request must not cancel the fetch the others are waiting for
