@@ -217,7 +217,7 @@ def stats(app: Any) -> dict[str, Any]:
         sources[source.label] = {
             "keys": 0 if keyset is None else len(keyset),
             "absent": len(source.absent),
-            "task": source.task is not None,
+            "task": store._refreshing(source) is not None,  # a refresh in flight
         }
     out["sources"] = sources
     client = store._client
