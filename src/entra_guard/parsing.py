@@ -66,10 +66,9 @@ def token_bytes(token: str, *, max_bytes: int) -> bytes:
     """The token's ASCII bytes; ``InvalidToken`` when it is too long or not ASCII."""
     if len(token) > max_bytes:
         raise InvalidToken("token_too_large", f"The token is longer than {max_bytes} bytes")
-    try:
-        return token.encode("ascii")
-    except UnicodeEncodeError:
-        raise _malformed("the token contains non-ASCII characters") from None
+    if not token.isascii():  # known to the str object: no scan
+        raise _malformed("the token contains non-ASCII characters")
+    return token.encode()
 
 
 def dots(data: bytes) -> tuple[int, int]:
@@ -124,7 +123,7 @@ def load_object(raw: bytes, what: str) -> dict[str, Any]:
 
 def _standard_library(raw: bytes, what: str) -> Any:
     try:
-        return _DECODER.decode(raw.decode("utf-8"))
+        return _DECODER.decode(raw.decode())  # UTF-8 (RFC 8259 §8.1)
     except _Duplicate:
         raise _malformed(f"the {what} repeats a member") from None
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from hashlib import sha256
 from types import TracebackType
-from typing import Any, TypeAlias, cast
+from typing import Any, TypeAlias
 
 import httpx
 from jwt.algorithms import Algorithm, get_default_algorithms
@@ -132,16 +132,15 @@ class TokenValidator:
             data[:second], decode_segment(data[second + 1 :]), algorithm, alg, key
         )
 
-        decided = False
         tid = claims.get("tid")
-        if (
+        # After the signature: only tokens Entra signed make the app's function run.
+        decided = (
             self._tenant_decisions is not None
             and isinstance(tid, str)
             and is_guid(tid)
             and not self.config.accepts_tenant(tid)
-        ):
-            # After the signature: only tokens Entra signed make the app's function run.
-            decided = await self._decide_tenant(tid)
+            and await self._decide_tenant(tid)
+        )
         principal = check_claims(
             claims,
             config=self.config,
@@ -190,8 +189,7 @@ class TokenValidator:
     def check_header(self, header: dict[str, Any]) -> _Header:
         """The header rules; returns the algorithm, its name, and the ``kid`` and ``x5t``."""
         alg = header.get("alg")
-        algorithm = self._algorithms.get(alg) if isinstance(alg, str) else None
-        if algorithm is None:
+        if not isinstance(alg, str) or (algorithm := self._algorithms.get(alg)) is None:
             raise InvalidToken(
                 "algorithm_not_allowed", "The token's signing algorithm is not accepted"
             )
@@ -215,7 +213,7 @@ class TokenValidator:
         if not kid and not x5t:
             raise InvalidToken("key_not_found", "The token names no signing key ('kid')")
         # jku, x5u, jwk and x5c are never read: keys come only from the tenant's own metadata.
-        return algorithm, cast("str", alg), kid or None, x5t or None
+        return algorithm, alg, kid or None, x5t or None
 
     def token_version(self, payload: dict[str, Any]) -> TokenVersion:
         """The token's ``ver``, if this API accepts it."""
@@ -236,11 +234,11 @@ class TokenValidator:
         if key.alg is not None and key.alg != alg:
             raise InvalidToken("invalid_signature", "The token's signature is invalid")
         try:
-            valid = algorithm.verify(signing_input, key.public_key, signature)
+            if algorithm.verify(signing_input, key.public_key, signature):
+                return
         except (PyJWTError, ValueError, TypeError):  # the one place PyJWT's errors are translated
-            valid = False
-        if not valid:
-            raise InvalidToken("invalid_signature", "The token's signature is invalid")
+            pass  # a key of another type raises rather than answering no: the same refusal
+        raise InvalidToken("invalid_signature", "The token's signature is invalid")
 
     async def prefetch(self) -> None:
         """Fetch the signing keys now (call at start-up) instead of on the first request."""
