@@ -512,3 +512,34 @@ async def test_keys_are_fetched_over_https_trusting_the_configured_ca_bundle(
         check = validator_for(idp, clock)
         assert (await check.validate(idp.issue_token(roles=["r"]))).roles == {"r"}
         await check.aclose()
+
+
+async def test_a_first_token_of_an_app_specific_key_named_by_x5t_only_is_found(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    api = entra_emulator.register_api(custom_signing_key=True)
+    assert api.signing_key is not None
+    check = validator_for(entra_emulator, clock, audiences=[api.client_id])
+    token = entra_emulator.issue_token(
+        key=api.signing_key, audience=api.client_id, roles=["r"],
+        headers={"kid": REMOVE, "x5t": api.signing_key.kid},
+    )  # fmt: skip
+    assert (await check.validate(token)).roles == {"r"}
+    await check.aclose()
+
+
+async def test_the_store_serves_again_after_aclose_cancelled_a_refresh(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    config = entra_emulator.config(refresh_interval=HOUR)
+    keys = KeyStore(config, clock=clock)
+    await keys.prefetch()
+    clock.advance(HOUR * (1 + discovery._JITTER))
+    assert keys.current("2.0") is not None  # stale: starts a background refresh
+    assert keys._refreshes_running()
+    await keys.aclose()  # cancels it
+    assert not keys._refreshes_running()
+    assert keys.current("2.0") is not None  # and starts another, with a new client
+    await settle(keys)
+    assert entra_emulator.fetch_count("jwks", version="2.0") == 2
+    await keys.aclose()
