@@ -109,8 +109,9 @@ def run(ctx: Context) -> list[Row]:
     if len(rps) > 1 and max(rps) > 1.15 * min(rps):
         ctx.note(
             f"HTTP: the same app's throughput varied by {max(rps) / min(rps) - 1:.0%} from round "
-            "to round (other processes on the machine); the server CPU per request rows are "
-            "the steadier comparison."
+            "to round: the machine's speed changed between rounds (other processes, or, when "
+            "the CPU line above says they took nothing, whatever shares the host with this "
+            "machine); the server CPU per request rows are the steadier comparison."
         )
     setup = f"{connections} connections, {seconds} s, best of {rounds}"
     return _rows(summaries, setup)

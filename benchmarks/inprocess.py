@@ -67,6 +67,8 @@ _SCOPE: Scope = {
     "server": ("127.0.0.1", 8000),
     "client": ("127.0.0.1", 50000),
 }
+# A baseline whose batches spread wider than this (IQR over median) is noted in the report.
+_WIDE_SPREAD = 0.25
 _REQUEST: Message = {"type": "http.request", "body": b"", "more_body": False}
 
 
@@ -260,6 +262,15 @@ async def _run(ctx: Context) -> list[Row]:
         failed = {name: sink.failures for name, sink in sinks.items() if sink.failures}
         if failed:
             raise RuntimeError(f"{framework}: responses other than 200 while timing: {failed}")
+        bare = timings["none"]
+        if bare.spread > _WIDE_SPREAD:
+            ctx.note(
+                f"In-process: {framework} without auth took {min(bare.runs_ns) / 1000:.1f} to "
+                f"{max(bare.runs_ns) / 1000:.1f} µs per request from batch to batch (interquartile "
+                f"range {bare.spread:.0%} of the median): the machine ran at changing speed, and "
+                "Python slows down more than the RSA floor, so the ratios are worse than on a "
+                "steady machine."
+            )
         rows += _rows(framework, cases, timings)
     return rows
 
