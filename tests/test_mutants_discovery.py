@@ -543,3 +543,54 @@ async def test_the_store_serves_again_after_aclose_cancelled_a_refresh(
     await settle(keys)
     assert entra_emulator.fetch_count("jwks", version="2.0") == 2
     await keys.aclose()
+
+
+class _TenantKeysFail(httpx.AsyncHTTPTransport):
+    """The emulator over real loopback HTTP; while ``failing``, the tenant's own JWKS (not an
+    app-specific one) answers 500."""
+
+    failing = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if (
+            self.failing
+            and request.url.path.endswith("/keys")
+            and b"appid=" not in request.url.query
+        ):
+            return httpx.Response(500, json={"error": "server_error", "error_description": "x"})
+        return await super().handle_async_request(request)
+
+
+@pytest.mark.parametrize("named_by", ["kid", "x5t"])
+async def test_the_tenants_own_set_is_looked_in_before_the_app_specific_sets_in_hand(
+    entra_emulator: EntraEmulator, clock: FakeClock, named_by: str
+) -> None:
+    """An app-specific JWKS lists the tenant's keys too. A token of a tenant key, found once
+    the tenant's set is fetched again, is the tenant's: were it taken from an app's set in
+    hand, that app's audience rule would refuse an App ID URI shared by two APIs."""
+    first = entra_emulator.register_api(custom_signing_key=True)
+    second = entra_emulator.register_api()
+    config = entra_emulator.config(
+        audiences=[first.client_id, second.client_id, APP_ID_URI], refresh_interval=HOUR,
+        last_known_good_lifetime=2 * HOUR, token_cache_size=0,
+    )  # fmt: skip
+    transport = _TenantKeysFail()
+    async with httpx.AsyncClient(transport=transport) as http:
+        keys = KeyStore(config, http_client=http, clock=clock)
+        check = TokenValidator(config, key_store=keys)
+        await keys.prefetch()  # the tenant's set, usable until 2 h
+        clock.advance(0.9 * HOUR)
+        transport.failing = True  # the tenant's refresh fails: its set stays the one of 0 h
+        app_token = entra_emulator.issue_token(
+            key=first.signing_key, audience=first.client_id, roles=["r"]
+        )
+        await check.validate(app_token)  # the first API's set, fetched now: usable until 2.9 h
+        transport.failing = False
+        clock.advance(1.15 * HOUR)  # the tenant's set is dropped, the app's still in hand
+        assert keys.current("2.0") is None
+        assert keys.current("2.0", first.client_id) is not None
+        kid = entra_emulator.current_key.kid
+        headers = {"x5t": REMOVE} if named_by == "kid" else {"kid": REMOVE, "x5t": kid}
+        token = entra_emulator.issue_token(audience=APP_ID_URI, roles=["r"], headers=headers)
+        assert (await check.validate(token)).roles == {"r"}
+        await keys.aclose()
