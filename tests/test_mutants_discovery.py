@@ -594,3 +594,18 @@ async def test_the_tenants_own_set_is_looked_in_before_the_app_specific_sets_in_
         token = entra_emulator.issue_token(audience=APP_ID_URI, roles=["r"], headers=headers)
         assert (await check.validate(token)).roles == {"r"}
         await keys.aclose()
+
+
+async def test_a_key_set_is_dropped_at_the_end_of_its_last_known_good_lifetime(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    """Usable up to, not including, fetch time + ``last_known_good_lifetime``."""
+    config = entra_emulator.config(refresh_interval=HOUR, last_known_good_lifetime=2 * HOUR)
+    keys = KeyStore(config, clock=clock)
+    await keys.prefetch()
+    clock.advance(2 * HOUR - 0.5)
+    assert keys.current("1.0") is not None  # still usable (and a refresh starts)
+    await keys.aclose()  # the refresh is cancelled: the 2.0 set is never refreshed
+    clock.advance(0.5)
+    assert keys.current("2.0") is None
+    await keys.aclose()
