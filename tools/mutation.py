@@ -65,8 +65,9 @@ DESELECT = (
     "tests/test_discovery.py::test_a_thousand_concurrent_first_validations_share_one_fetch",
     "tests/test_validation.py::test_arbitrary_bytes_only_ever_raise_invalid_token",
 )
-# Verdicts that a rerun of the survivors leaves alone: killed, or never run (a run cut short).
-_SETTLED = ("killed", "not checked")
+# A mutant whose tests never finished (mutmut's "timeout") is caught, as one they fail is.
+_CAUGHT = ("killed", "timeout")
+_UNJUDGED = "not checked"  # never run: a run cut short
 _RESULT = re.compile(r"^\s+(\S+): (.+)$")
 _SHOW_ALL = """
 import sys
@@ -166,9 +167,12 @@ def statuses(where: Path) -> dict[str, str]:
 
 def run(module: str, *, fresh: bool, survivors_only: bool, children: int | None) -> Result:
     where = workspace(module, fresh=fresh)
-    names = sorted(n for n, said in statuses(where).items() if said not in _SETTLED)
+    # Everything not caught: the survivors, and what a run cut short left unjudged.
+    names = sorted(n for n, said in statuses(where).items() if said not in _CAUGHT)
     started, cpu = time.monotonic(), _children_cpu()
     code = 0
+    if survivors_only and not names:
+        print(f"{module}: every mutant was caught last time; nothing to rerun", file=sys.stderr)
     if names or not survivors_only:
         with (where / "run.log").open("w") as log:
             limit = () if children is None else ("--max-children", str(children))
@@ -176,7 +180,9 @@ def run(module: str, *, fresh: bool, survivors_only: bool, children: int | None)
             code = mutmut(where, "run", *limit, *selected, output=log).returncode
     seconds, cpu_seconds = time.monotonic() - started, _children_cpu() - cpu
     status = statuses(where)
-    survivors = sorted(name for name, said in status.items() if said not in _SETTLED)
+    survivors = sorted(
+        name for name, said in status.items() if said not in _CAUGHT and said != _UNJUDGED
+    )
     with (where / "survivors.txt").open("w") as out:
         # One process for every diff (``mutmut show`` takes seconds per mutant).
         subprocess.run(  # noqa: S603  # this interpreter, fixed code
@@ -187,8 +193,8 @@ def run(module: str, *, fresh: bool, survivors_only: bool, children: int | None)
             text=True,
             check=False,
         )
-    killed = sum(1 for said in status.values() if said == "killed")
-    unchecked = sum(1 for said in status.values() if said == "not checked")
+    killed = sum(1 for said in status.values() if said in _CAUGHT)
+    unchecked = sum(1 for said in status.values() if said == _UNJUDGED)
     return Result(module, code, killed, len(status), survivors, unchecked, seconds, cpu_seconds)
 
 
@@ -203,7 +209,9 @@ def main() -> None:
     parser.add_argument("modules", nargs="*", help=f"some of: {' '.join(TESTS)} (default: all)")
     parser.add_argument("--fresh", action="store_true", help="forget earlier results")
     parser.add_argument(
-        "--survivors", action="store_true", help="run again only the mutants that survived"
+        "--survivors",
+        action="store_true",
+        help="run again only the mutants not caught last time (survivors, and any not judged)",
     )
     parser.add_argument(
         "--max-children",
@@ -217,7 +225,7 @@ def main() -> None:
     if unknown:
         parser.error(f"not a module of the security core: {' '.join(unknown)}")
     started, cpu = time.monotonic(), _children_cpu()
-    print("| module | killed / run | score | not killed | not run | time (CPU) |")
+    print("| module | caught / judged | score | survived | not judged | wall (CPU) |")
     print("|---|---|---|---|---|---|")
     for module in modules:
         row = run(
@@ -230,7 +238,7 @@ def main() -> None:
               f"{row.unchecked} | {row.seconds:.0f} s ({row.cpu_seconds:.0f} s){note} |",
               flush=True)  # fmt: skip
     print(f"\nwhole run {time.monotonic() - started:.0f} s, {_children_cpu() - cpu:.0f} CPU s; "
-          "diffs of the mutants not killed: mutants/<module>/survivors.txt")  # fmt: skip
+          "diffs of the survivors: mutants/<module>/survivors.txt")  # fmt: skip
 
 
 if __name__ == "__main__":
