@@ -609,3 +609,18 @@ async def test_a_key_set_is_dropped_at_the_end_of_its_last_known_good_lifetime(
     clock.advance(0.5)
     assert keys.current("2.0") is None
     await keys.aclose()
+
+
+def test_the_store_makes_one_client_per_event_loop(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    keys = KeyStore(entra_emulator.config(), clock=clock)
+
+    async def two_lookups() -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
+        return keys._http(), keys._http()
+
+    first, again = asyncio.run(two_lookups())
+    assert first is again  # one client for the loop
+    other, _ = asyncio.run(two_lookups())
+    assert other is not first  # a new loop: a new client (the old one's loop is gone)
+    asyncio.run(keys.aclose())
