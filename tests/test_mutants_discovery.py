@@ -192,16 +192,44 @@ async def test_a_404_after_good_answers_keeps_the_keys_and_waits_an_interval(
 
 
 async def test_a_timed_out_fetch_retires_and_closes_the_client_the_store_made(
-    entra_emulator: EntraEmulator, clock: FakeClock
+    entra_emulator: EntraEmulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     keys = KeyStore(entra_emulator.config(fetch_timeout=0.2), clock=clock)
     made = keys._http()  # the store's own client, as its first fetch would make it
     entra_emulator.delay = 2.0
+    caplog.set_level(logging.ERROR, logger="entra_guard.discovery")
     with pytest.raises(KeysUnavailable):
         await keys.get_key_set("2.0")  # the fetch runs in a refresh task of its own
     assert made.is_closed  # no refresh still used it
     assert keys._client is not made
+    assert [m for _, m in discovery_records(caplog)] == [
+        "cannot fetch the 2.0 signing keys (timed out after 0.2 s); retrying in 1 s"
+    ]
     await keys.aclose()
+
+
+class _Raises(httpx.AsyncBaseTransport):
+    """A transport that fails in a way no HTTP library names: an unexpected exception."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        raise LookupError("secret-ish detail of the failure")
+
+
+async def test_an_unexpected_failure_of_a_fetch_is_logged_by_its_type_only(
+    entra_emulator: EntraEmulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="entra_guard.discovery")
+    async with httpx.AsyncClient(transport=_Raises()) as http:
+        keys = KeyStore(entra_emulator.config(), http_client=http, clock=clock)
+        with pytest.raises(KeysUnavailable):
+            await keys.get_key_set("2.0")
+        assert [m for _, m in discovery_records(caplog)] == [
+            "cannot fetch the 2.0 signing keys (unexpected LookupError); retrying in 1 s"
+        ]
+        clock.advance(1)  # and the store keeps its back-off per source
+        with pytest.raises(KeysUnavailable):
+            await keys.get_key_set("2.0")
+        await keys.aclose()
 
 
 async def test_a_timed_out_fetch_never_closes_the_callers_client(
