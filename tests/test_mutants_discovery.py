@@ -652,3 +652,67 @@ def test_the_store_makes_one_client_per_event_loop(
     other, _ = asyncio.run(two_lookups())
     assert other is not first  # a new loop: a new client (the old one's loop is gone)
     asyncio.run(keys.aclose())
+
+
+class _Rewrites(httpx.AsyncHTTPTransport):
+    """The emulator over real loopback HTTP, with its metadata document bent by ``change``."""
+
+    def __init__(self, change: dict[str, Any]) -> None:
+        super().__init__()
+        self.change = change
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await super().handle_async_request(request)
+        if not request.url.path.endswith("/openid-configuration"):
+            return response
+        document = json.loads(await response.aread())
+        document.update(self.change)
+        return httpx.Response(
+            response.status_code, json={k: v for k, v in document.items() if v is not None}
+        )
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"issuer": None}, "metadata has no 'issuer' string"),
+        (
+            {"jwks_uri": "http://keys.example.com/keys"},
+            "metadata 'jwks_uri' is missing or not an https URL",
+        ),
+    ],
+    ids=["no issuer", "jwks_uri not https"],
+)
+async def test_a_metadata_document_refused_says_why_in_the_log(
+    entra_emulator: EntraEmulator, clock: FakeClock, caplog: pytest.LogCaptureFixture,
+    change: dict[str, Any], said: str,
+) -> None:  # fmt: skip
+    caplog.set_level(logging.ERROR, logger="entra_guard.discovery")
+    async with httpx.AsyncClient(transport=_Rewrites(change)) as http:
+        keys = KeyStore(entra_emulator.config(), http_client=http, clock=clock)
+        with pytest.raises(KeysUnavailable):
+            await keys.get_key_set("2.0")
+        assert [m for _, m in discovery_records(caplog)] == [
+            f"cannot fetch the 2.0 signing keys (_FetchError: {said}); retrying in 1 s"
+        ]
+        await keys.aclose()
+
+
+async def test_a_key_set_without_usable_keys_says_so_in_the_log(
+    entra_emulator: EntraEmulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="entra_guard.discovery")
+    keys = KeyStore(entra_emulator.config(), clock=clock)
+    entra_emulator.document_fault = "no-usable-keys"
+    with pytest.raises(KeysUnavailable):
+        await keys.get_key_set("2.0")
+    jwks = entra_emulator.jwks_url(version="2.0")
+    assert [m for _, m in discovery_records(caplog)] == [
+        f"cannot fetch the 2.0 signing keys (_FetchError: {jwks} holds no usable RSA signing "
+        "keys); retrying in 1 s"
+    ]
+    entra_emulator.document_fault = None
+    clock.advance(1)
+    keyset = await keys.get_key_set("2.0")
+    assert keyset.version == "2.0"  # a key set says which tokens it is for
+    await keys.aclose()
