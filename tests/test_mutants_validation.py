@@ -249,29 +249,6 @@ async def test_a_statically_allowed_tenant_never_asks_the_run_time_function(
         assert asked == []
 
 
-async def test_a_remembered_token_whose_tenant_was_removed_is_forgotten(
-    entra_emulator: EntraEmulator, clock: FakeClock
-) -> None:
-    allowed = {OTHER_TENANT}
-
-    async def tenant_allowed(tid: str) -> bool:
-        return tid in allowed
-
-    entra_emulator.add_tenant(OTHER_TENANT)
-    config = entra_emulator.config(tenant_id="organizations", tenant_allowed=tenant_allowed)
-    clock.advance(time.time() - clock())  # the tokens' lifetimes are on the real clock
-    async with TokenValidator(config, clock=clock) as check:
-        assert check.cache is not None
-        token = entra_emulator.issue_token(tenant_id=OTHER_TENANT, roles=["r"])
-        await check.validate(token)
-        assert len(check.cache) == 1
-        allowed.clear()
-        clock.advance(config.tenant_decision_ttl)
-        with pytest.raises(EntraGuardError):
-            await check.validate(token)  # a remembered token, its tenant now refused
-        assert len(check.cache) == 0
-
-
 class _CountingVerifies(TokenValidator):
     """Counts the signatures verified: a cache hit verifies none."""
 

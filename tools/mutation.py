@@ -44,6 +44,7 @@ TESTS: dict[str, tuple[str, ...]] = {
     "claims": ("test_claims", "test_attacks", "test_rules", "test_validation", "test_external_id",
                "test_real_tokens"),
     "validation": ("test_validation", "test_attacks", "test_rules", "test_token_cache",
+                   "test_mutants_token_cache",
                    "test_review_findings", "test_claims", "test_external_id", "test_real_tokens",
                    "test_groups.py::test_tenants_decided_at_run_time"),
     "token_cache": ("test_token_cache", "test_rules", "test_validation", "test_attacks"),
