@@ -716,3 +716,42 @@ async def test_a_key_set_without_usable_keys_says_so_in_the_log(
     keyset = await keys.get_key_set("2.0")
     assert keyset.version == "2.0"  # a key set says which tokens it is for
     await keys.aclose()
+
+
+class _MetadataBody(httpx.AsyncHTTPTransport):
+    """The emulator over real loopback HTTP, but the metadata document answers ``body``."""
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__()
+        self.body = body
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/openid-configuration"):
+            return httpx.Response(200, content=self.body)
+        return await super().handle_async_request(request)
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (b'{"issuer": NaN}', "did not answer JSON"),  # not JSON (RFC 8259), though Python reads it
+        (b'{"issuer": Infinity}', "did not answer JSON"),
+        (b"{", "did not answer JSON"),
+        (b"[1, 2]", "did not answer a JSON object"),
+    ],
+    ids=["NaN", "Infinity", "truncated", "an array"],
+)
+async def test_a_document_that_is_no_json_object_says_so_in_the_log(
+    entra_emulator: EntraEmulator, clock: FakeClock, caplog: pytest.LogCaptureFixture,
+    body: bytes, said: str,
+) -> None:  # fmt: skip
+    caplog.set_level(logging.ERROR, logger="entra_guard.discovery")
+    async with httpx.AsyncClient(transport=_MetadataBody(body)) as http:
+        keys = KeyStore(entra_emulator.config(), http_client=http, clock=clock)
+        with pytest.raises(KeysUnavailable):
+            await keys.get_key_set("2.0")
+        url = keys.metadata_url("2.0")
+        assert [m for _, m in discovery_records(caplog)] == [
+            f"cannot fetch the 2.0 signing keys (_FetchError: GET {url} {said}); retrying in 1 s"
+        ]
+        await keys.aclose()
