@@ -755,3 +755,39 @@ async def test_a_document_that_is_no_json_object_says_so_in_the_log(
             f"cannot fetch the 2.0 signing keys (_FetchError: GET {url} {said}); retrying in 1 s"
         ]
         await keys.aclose()
+
+
+async def test_a_fetched_key_set_is_logged_at_info_with_its_size_and_url(
+    entra_emulator: EntraEmulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="entra_guard.discovery")
+    keys = KeyStore(entra_emulator.config(audiences=[APP_ID_URI]), clock=clock)
+    await keys.get_key_set("2.0")
+    jwks = entra_emulator.jwks_url(version="2.0")
+    assert discovery_records(caplog) == [
+        (logging.INFO, f"fetched 1 signing keys for 2.0 tokens from {jwks}")
+    ]
+    await keys.aclose()
+
+
+async def test_the_back_off_starts_again_from_1_s_after_keys_were_had(
+    entra_emulator: EntraEmulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = entra_emulator.config(refresh_interval=HOUR, last_known_good_lifetime=HOUR)
+    keys = KeyStore(config, clock=clock)
+    entra_emulator.fail_status = 500
+    for _ in range(2):  # 1 s, then 2 s
+        with pytest.raises(KeysUnavailable):
+            await keys.get_key_set("2.0")
+        clock.advance(2)
+    entra_emulator.fail_status = None
+    await keys.get_key_set("2.0")  # keys had: the count of failures starts over
+    await keys.aclose()  # no refresh in flight when the set runs out
+    clock.advance(HOUR)  # the set is dropped
+    entra_emulator.fail_status = 500
+    caplog.clear()
+    with pytest.raises(KeysUnavailable):
+        await keys.get_key_set("2.0")
+    [(_, message)] = discovery_records(caplog)
+    assert message.endswith("; retrying in 1 s")
+    await keys.aclose()
