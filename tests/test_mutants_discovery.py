@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -790,4 +791,46 @@ async def test_the_back_off_starts_again_from_1_s_after_keys_were_had(
         await keys.get_key_set("2.0")
     [(_, message)] = discovery_records(caplog)
     assert message.endswith("; retrying in 1 s")
+    await keys.aclose()
+
+
+async def test_a_refresh_is_due_after_the_interval_plus_up_to_5_percent_jitter(
+    entra_emulator: EntraEmulator, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn: list[tuple[float, float]] = []
+
+    def uniform(low: float, high: float) -> float:  # the latest the jitter may put it
+        drawn.append((low, high))
+        return high
+
+    monkeypatch.setattr(random, "uniform", uniform)
+    keys = KeyStore(entra_emulator.config(refresh_interval=HOUR), clock=clock)
+    await keys.get_key_set("2.0")
+    assert drawn == [(0, 0.05 * HOUR)]
+    clock.advance(1.05 * HOUR - 0.5)
+    keys.current("2.0")
+    assert not keys._refreshes_running()  # not due yet
+    clock.advance(0.5)
+    keys.current("2.0")
+    assert keys._refreshes_running()
+    await settle(keys)
+    await keys.aclose()
+
+
+async def test_a_version_served_again_is_no_longer_taken_for_one_not_served(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    config = entra_emulator.config(refresh_interval=HOUR, last_known_good_lifetime=HOUR)
+    keys = KeyStore(config, clock=clock)
+    entra_emulator.served_versions = ("2.0",)
+    with pytest.raises(InvalidToken):  # version_not_served
+        await keys.get_key_set("1.0")
+    entra_emulator.served_versions = ("1.0", "2.0")
+    clock.advance(300)
+    await keys.get_key_set("1.0")
+    await keys.aclose()
+    clock.advance(HOUR)  # the set is dropped; the authority now fails for real
+    entra_emulator.fail_status = 500
+    with pytest.raises(KeysUnavailable):  # an outage (503), not a version it does not serve
+        await keys.get_key_set("1.0")
     await keys.aclose()
