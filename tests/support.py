@@ -56,6 +56,18 @@ async def settle(keys: KeyStore) -> None:
     raise AssertionError("the background refresh did not finish")
 
 
+class CountingVerifies(TokenValidator):
+    """A validator that counts the signatures it verifies: a token-cache hit verifies none."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.verified = 0
+
+    def verify_signature(self, *args: Any) -> None:  # type: ignore[override]
+        self.verified += 1
+        TokenValidator.verify_signature(*args)
+
+
 def validator_for(
     idp: EntraEmulator, clock: Callable[[], float] | None = None, **config: Any
 ) -> TokenValidator:

@@ -18,7 +18,7 @@ import pytest
 from entra_guard import InvalidToken, KeyStore, KeysUnavailable, TokenValidator, discovery
 from entra_guard.testing import REMOVE, EntraEmulator
 from tests.conftest import FakeClock
-from tests.support import settle, validator_for
+from tests.support import CountingVerifies, settle, validator_for
 
 HOUR = 3600.0
 APP_ID_URI = "api://orders"
@@ -322,18 +322,6 @@ async def test_no_keys_at_all_is_a_503_saying_so(
     await keys.aclose()
 
 
-class _CountingVerifies(TokenValidator):
-    """Counts the signatures verified: a token-cache hit verifies none."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.verified = 0
-
-    def verify_signature(self, *args: Any) -> None:  # type: ignore[override]
-        self.verified += 1
-        TokenValidator.verify_signature(*args)
-
-
 class _JwksWithoutKid(httpx.AsyncHTTPTransport):
     """The emulator over real loopback HTTP, with its JWKS keys stripped of ``kid``: keys
     known by ``x5t`` only, as old v1 key sets and tokens have them."""
@@ -358,7 +346,7 @@ async def test_a_remembered_token_stays_remembered_when_a_refresh_keeps_its_key(
     transport = _JwksWithoutKid() if named_by == "x5t" else httpx.AsyncHTTPTransport()
     async with httpx.AsyncClient(transport=transport) as http:
         keys = KeyStore(config, http_client=http, clock=clock)
-        check = _CountingVerifies(config, key_store=keys)
+        check = CountingVerifies(config, key_store=keys)
         kid = entra_emulator.current_key.kid
         headers = {"kid": REMOVE, "x5t": kid} if named_by == "x5t" else {"x5t": REMOVE}
         token = entra_emulator.issue_token(roles=["r"], headers=headers)

@@ -22,6 +22,7 @@ from entra_guard.discovery import KeyStore, SigningKey
 from entra_guard.principal import LazyClaims
 from entra_guard.testing import REMOVE, EntraEmulator
 from tests.conftest import FakeClock
+from tests.support import CountingVerifies
 
 OTHER_TENANT = "add29489-7269-41f4-8841-b63c95564420"
 
@@ -249,22 +250,6 @@ async def test_a_statically_allowed_tenant_never_asks_the_run_time_function(
         assert asked == []
 
 
-class _CountingVerifies(TokenValidator):
-    """Counts the signatures verified: a cache hit verifies none."""
-
-    verified: list[bytes]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.verified = []
-
-    def verify_signature(  # type: ignore[override]
-        self, signing_input: bytes, *args: Any
-    ) -> None:
-        self.verified.append(signing_input)
-        TokenValidator.verify_signature(signing_input, *args)
-
-
 @pytest.mark.parametrize("claim", ["nbf", "iat"])
 async def test_a_remembered_token_is_not_honoured_before_its_nbf_or_iat(
     entra_emulator: EntraEmulator, claim: str
@@ -274,12 +259,12 @@ async def test_a_remembered_token_is_not_honoured_before_its_nbf_or_iat(
     start = time.time() + 30  # within the 60 s leeway
     other = "iat" if claim == "nbf" else "nbf"
     token = entra_emulator.issue_token(roles=["r"], now=start, claims={other: REMOVE})
-    validator = _CountingVerifies(entra_emulator.config())
+    validator = CountingVerifies(entra_emulator.config())
     async with validator:
         leeway = validator.config.leeway
         await validator.validate(token, now=start - 30)
         await validator.validate(token, now=start - 30)
-        assert len(validator.verified) == 1  # remembered
+        assert validator.verified == 1  # remembered
         with pytest.raises(EntraGuardError) as refused:
             await validator.validate(token, now=start - leeway - 1)
         assert refused.value.reason == "token_not_yet_valid"
@@ -287,11 +272,11 @@ async def test_a_remembered_token_is_not_honoured_before_its_nbf_or_iat(
 
 async def test_a_token_without_nbf_or_iat_is_remembered(entra_emulator: EntraEmulator) -> None:
     token = entra_emulator.issue_token(roles=["r"], claims={"nbf": REMOVE, "iat": REMOVE})
-    validator = _CountingVerifies(entra_emulator.config())
+    validator = CountingVerifies(entra_emulator.config())
     async with validator:
         for _ in range(3):
             await validator.validate(token)
-        assert len(validator.verified) == 1
+        assert validator.verified == 1
 
 
 async def test_the_validated_principal_keeps_the_payload_text(
