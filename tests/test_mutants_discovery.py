@@ -209,6 +209,45 @@ async def test_a_timed_out_fetch_retires_and_closes_the_client_the_store_made(
     await keys.aclose()
 
 
+class _V1Late(httpx.AsyncHTTPTransport):
+    """The emulator over real loopback HTTP, but v1.0 metadata times out at once (as
+    ``fetch_timeout`` would cut it, without the wait) and v2.0's is held until ``release`` is
+    set (``arrived`` says it was asked for)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/openid-configuration"):
+            if "/v2.0/" not in request.url.path:
+                raise asyncio.TimeoutError
+            self.arrived.set()
+            await self.release.wait()
+        return await super().handle_async_request(request)
+
+
+async def test_a_retired_client_is_closed_only_when_no_other_refresh_still_uses_it(
+    entra_emulator: EntraEmulator, clock: FakeClock
+) -> None:
+    keys = KeyStore(entra_emulator.config(), clock=clock)
+    keys._http()
+    shared = keys._client = httpx.AsyncClient(transport=_V1Late())  # as the store made it
+    answers = shared._transport
+    assert isinstance(answers, _V1Late)
+    v2 = asyncio.create_task(keys.get_key_set("2.0"))
+    await answers.arrived.wait()  # v2.0's fetch is in flight on the shared client
+    with pytest.raises(KeysUnavailable):
+        await keys.get_key_set("1.0")  # timed out: the client is retired
+    assert keys._client is not shared
+    assert not shared.is_closed  # v2.0's refresh still uses it
+    answers.release.set()
+    assert len(await v2) > 0  # served through the retired client
+    assert shared.is_closed  # closed by the last refresh that used it
+    await keys.aclose()
+
+
 class _Raises(httpx.AsyncBaseTransport):
     """A transport that fails in a way no HTTP library names: an unexpected exception."""
 
@@ -821,4 +860,24 @@ async def test_a_version_served_again_is_no_longer_taken_for_one_not_served(
     entra_emulator.fail_status = 500
     with pytest.raises(KeysUnavailable):  # an outage (503), not a version it does not serve
         await keys.get_key_set("1.0")
+    await keys.aclose()
+
+
+async def test_a_version_served_and_then_no_longer_is_warned_about_again(
+    entra_emulator: EntraEmulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="entra_guard.discovery")
+    config = entra_emulator.config(refresh_interval=HOUR, last_known_good_lifetime=HOUR)
+    keys = KeyStore(config, clock=clock)
+    for served in (("2.0",), ("1.0", "2.0"), ("2.0",)):
+        entra_emulator.served_versions = served
+        if "1.0" in served:
+            await keys.get_key_set("1.0")
+            clock.advance(HOUR)  # the set is dropped, and the next look fetches anew
+        else:
+            with pytest.raises(InvalidToken):  # version_not_served
+                await keys.get_key_set("1.0")
+            clock.advance(300)  # one new look per min_refresh_interval
+    warned = [m for _, m in discovery_records(caplog) if "publishes no 1.0 metadata" in m]
+    assert len(warned) == 2  # a successful fetch ended the first spell; the second is news
     await keys.aclose()
