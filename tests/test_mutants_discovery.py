@@ -9,14 +9,14 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
 
 from entra_guard import InvalidToken, KeyStore, KeysUnavailable, TokenValidator, discovery
-from entra_guard.testing import REMOVE, EntraEmulator
+from entra_guard.testing import REMOVE, EmulatorKey, EntraEmulator
 from tests.conftest import FakeClock
 from tests.support import CountingVerifies, settle, validator_for
 
@@ -600,6 +600,68 @@ async def test_the_store_serves_again_after_aclose_cancelled_a_refresh(
     await settle(keys)
     assert entra_emulator.fetch_count("jwks", version="2.0") == 2
     await keys.aclose()
+
+
+class _AppKeyRotatesInFirst(httpx.AsyncHTTPTransport):
+    """The emulator over real loopback HTTP. With ``added`` set, app-specific key sets list
+    that key too, and the tenant's key set answers only once ``installed()`` says the store
+    holds such an app-specific set (at most 5 s): a background refresh of the app's set ends
+    while a request waits on the tenant's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.added: EmulatorKey | None = None
+        self.installed: Callable[[], bool] = lambda: True
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.added is None or not request.url.path.endswith("/keys"):
+            return await super().handle_async_request(request)
+        if b"appid=" not in request.url.query:
+            for _ in range(500):  # bounded: a store that never installs it fails the test
+                if self.installed():
+                    break
+                await asyncio.sleep(0.01)
+            return await super().handle_async_request(request)
+        response = await super().handle_async_request(request)
+        document = json.loads(await response.aread())
+        document["keys"].append(self.added.public_jwk(document["keys"][0].get("issuer")))
+        return httpx.Response(response.status_code, json=document)
+
+
+@pytest.mark.parametrize("named_by", ["kid", "x5t"])
+async def test_a_key_in_an_app_specific_set_a_background_refresh_brought_costs_no_fetch(
+    entra_emulator: EntraEmulator, clock: FakeClock, named_by: str
+) -> None:
+    """A request that finds neither set in hand holding its key waits on the tenant's refresh;
+    meanwhile a background refresh replaces the app-specific set with one that holds it. The
+    request looks in the new set before spending a forced refresh on it."""
+    api = entra_emulator.register_api(custom_signing_key=True)
+    config = entra_emulator.config(
+        audiences=[api.client_id], refresh_interval=HOUR, last_known_good_lifetime=3 * HOUR,
+        token_cache_size=0,
+    )  # fmt: skip
+    transport = _AppKeyRotatesInFirst()
+    async with httpx.AsyncClient(transport=transport) as http:
+        keys = KeyStore(config, http_client=http, clock=clock)
+        check = TokenValidator(config, key_store=keys)
+        await keys.prefetch()
+        app_token = entra_emulator.issue_token(
+            key=api.signing_key, audience=api.client_id, roles=["r"]
+        )
+        await check.validate(app_token)  # the app-specific set, fetched now
+        first = keys.current("2.0", api.client_id)
+        rotated_in = EntraEmulator.generate_key()
+        transport.added = rotated_in
+        transport.installed = lambda: keys.current("2.0", api.client_id) is not first
+        clock.advance(HOUR * (1 + discovery._JITTER))  # both sets due for a refresh
+        headers = {"x5t": REMOVE} if named_by == "kid" else {"kid": REMOVE, "x5t": rotated_in.kid}
+        token = entra_emulator.issue_token(
+            key=rotated_in, audience=api.client_id, roles=["r"], headers=headers
+        )
+        assert (await check.validate(token)).roles == {"r"}
+        # One fetch of the app's set at first use, one by the background refresh: no more.
+        assert entra_emulator.fetch_count("jwks", app_id=api.client_id) == 2
+        await keys.aclose()
 
 
 class _TenantKeysFail(httpx.AsyncHTTPTransport):
