@@ -101,7 +101,18 @@ class _Server(uvicorn.Server):
             cycle = getattr(connection, "cycle", None)
             if cycle is None or cycle.response_complete:
                 connection.transport.abort()
-        await super().shutdown(sockets)
+        await asyncio.sleep(0)  # the aborted connections' connection_lost runs
+        if self.server_state.connections or self.server_state.tasks:
+            await super().shutdown(sockets)  # requests in progress finish, as uvicorn lets them
+            return
+        # Nothing in flight: uvicorn's steps without its fixed 0.1 s wait for connections to
+        # wind down, of which there are none. A stop takes 110 ms with it, under 10 ms without.
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        if not self.force_exit:
+            await self.lifespan.shutdown()
 
 
 class BackgroundServer:
