@@ -86,6 +86,38 @@ async def test_a_websocket_without_the_denial_extension_is_closed_with_1008(
     await validator.aclose()
 
 
+async def test_a_bug_inside_validation_refuses_a_websocket_after_its_connect(
+    entra_emulator: EntraEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As for HTTP (``test_rules``): ``validation_error``, refused only once the middleware
+    has read ``websocket.connect``, as ASGI asks."""
+
+    class Broken(TokenValidator):
+        async def validate(self, token: str | bytes, *, now: float | None = None) -> Any:
+            raise RuntimeError("a bug of ours")
+
+    validator = Broken(entra_emulator.config())
+    guard = EntraAuthMiddleware(ok, validator=validator)
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        sent.append({"type": "(received websocket.connect)"})
+        return {"type": "websocket.connect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    caplog.set_level(logging.CRITICAL, logger="entra_guard.middleware")  # logged: test_rules
+    scope: Scope = {"type": "websocket", "path": "/ws", "query_string": b"",
+                    "headers": [(b"authorization", b"Bearer abc")]}  # fmt: skip
+    await guard(scope, receive, send)
+    assert sent == [
+        {"type": "(received websocket.connect)"},
+        {"type": "websocket.close", "code": 1008, "reason": "The token could not be validated"},
+    ]
+    await validator.aclose()
+
+
 async def test_an_http_refusal_is_one_info_line_naming_method_path_reason_and_status(
     entra_emulator: EntraEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:

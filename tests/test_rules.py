@@ -313,6 +313,7 @@ async def test_the_validation_error_reason_and_its_traceback(
         status, headers, body = await get_with_token(app, token)
     assert (status, outcomes[-1].reason) == (401, "validation_error")
     assert json.loads(body)["error"] == "invalid_token"
+    assert json.loads(body)["error_description"] == "The token could not be validated"
     assert headers[b"www-authenticate"].startswith(b'Bearer error="invalid_token"')
     [failure] = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert failure.getMessage() == "token validation failed unexpectedly; refusing the request"
