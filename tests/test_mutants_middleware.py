@@ -10,6 +10,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -24,7 +25,7 @@ from entra_guard import (
     TokenValidator,
 )
 from entra_guard.bearer import INCOMING_TOKEN, IncomingToken
-from entra_guard.middleware import _NESTED, _route_path
+from entra_guard.middleware import _NESTED, _answers_preflights, _route_path
 from entra_guard.testing import EntraEmulator
 from tests.asgi import get_with_token
 
@@ -133,9 +134,11 @@ async def test_an_http_refusal_is_one_info_line_naming_method_path_reason_and_st
     await validator.aclose()
 
 
+@pytest.mark.parametrize("between", [0, 2], ids=["cors right inside", "two layers between"])
 def test_with_cors_inside_only_a_true_preflight_passes_without_a_token(
-    entra_emulator: EntraEmulator,
+    entra_emulator: EntraEmulator, between: int
 ) -> None:
+    """``CORSMiddleware`` anywhere inside: the middleware walks the stack down to find it."""
     ran: list[str] = []
 
     async def orders(request: Request) -> Response:
@@ -146,6 +149,7 @@ def test_with_cors_inside_only_a_true_preflight_passes_without_a_token(
         routes=[Route("/orders", orders, methods=["GET", "POST"])],
         middleware=[
             Middleware(EntraAuthMiddleware, config=entra_emulator.config()),
+            *[Middleware(GZipMiddleware) for _ in range(between)],
             Middleware(CORSMiddleware, allow_origins=["https://app.test"], allow_methods=["*"]),
         ],
     )
@@ -160,6 +164,34 @@ def test_with_cors_inside_only_a_true_preflight_passes_without_a_token(
             assert refused.headers["www-authenticate"] == "Bearer"
         assert client.options("/orders", headers={"Origin": "https://app.test"}).status_code == 401
     assert ran == []
+
+
+class _Layer:
+    """A pass-through middleware whose ``app`` is set afterwards."""
+
+    app: Any = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+def test_a_cycle_in_the_middleware_stack_ends_the_walk_with_no_cors_found() -> None:
+    first, second = _Layer(), _Layer()
+    first.app, second.app = second, first
+    assert _answers_preflights(first) is False
+    first.app = first
+    assert _answers_preflights(first) is False
+    second.app = CORSMiddleware(ok)
+    assert _answers_preflights(second) is True
+
+
+def test_exactly_one_of_config_or_validator(entra_emulator: EntraEmulator) -> None:
+    said = "give exactly one of config= or validator="
+    with pytest.raises(ValueError, match=f"^{said}$"):
+        EntraAuthMiddleware(ok)
+    config = entra_emulator.config()
+    with pytest.raises(ValueError, match=f"^{said}$"):
+        EntraAuthMiddleware(ok, config=config, validator=TokenValidator(config))
 
 
 async def test_nested_the_inner_middleware_fails_the_startup_saying_why(
