@@ -67,7 +67,7 @@ DESELECT = (
     "tests/test_validation.py::test_arbitrary_bytes_only_ever_raise_invalid_token",
 )
 # Mutants tested at once. The tests wait on loopback HTTP and servers starting, so one worker
-# per core leaves the cores idle part of the time: with one more, discovery's run kept 1.5 of
+# per core leaves the cores idle part of the time: with one more, the whole run kept 1.74 of
 # the 2 cores busy (benchmarks/MUTATION.md).
 CHILDREN = (os.cpu_count() or 1) + 1
 # A mutant whose tests never finished (mutmut's "timeout") is caught, as one they fail is.
