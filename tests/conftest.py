@@ -49,25 +49,65 @@ def real_fixtures() -> Path:
     return REAL_FIXTURES
 
 
+# Under mutmut, every test that fails a mutant is noted here (in mutmut's working directory,
+# shared by its workers), one "<mutated function>\t<test id>" line each.
+_KILLERS = Path("mutmut-killers.txt")
+
+
+def _mutant_under_test() -> str | None:
+    """The mutant a mutmut worker is testing (``entra_guard.<module>.<function>__mutmut_<n>``)."""
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    return mutant if mutant.startswith("entra_guard.") else None
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under mutmut (``tools/mutation.py``), run the tests likeliest to kill a mutant soonest.
 
     mutmut runs, for each mutant, the tests that reach the mutated function, in no useful
-    order, and stops at the first failure. ``test_mutants_<module>.py`` and
-    ``test_<module>.py`` go first (they kill most mutants in their first second instead of
-    after tens of seconds of other tests), then the rest, quickest first by the durations
-    mutmut measured (``mutmut-stats.json`` in its working directory). Nothing changes outside
-    mutmut's workers.
+    order, and stops at the first failure. First go the tests that failed earlier mutants of
+    the same function (mutants of one function tend to break the same rule), then
+    ``test_mutants_<module>.py`` and ``test_<module>.py`` (they kill most mutants in their
+    first second instead of after tens of seconds of other tests), then the rest, quickest
+    first by the durations mutmut measured (``mutmut-stats.json`` in its working directory).
+    Nothing changes outside mutmut's workers.
     """
-    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
-    if not mutant.startswith("entra_guard."):
+    mutant = _mutant_under_test()
+    if mutant is None:
         return
-    module = mutant.split(".")[1]
+    module, function = mutant.split(".")[1], mutant.rpartition("__mutmut_")[0]
     first = {f"test_mutants_{module}.py": 0, f"test_{module}.py": 1}
     seconds = _measured_durations()
+    kills = _kills_of(function)
     items.sort(  # stable: tests of one duration keep their order
-        key=lambda item: (first.get(item.path.name, 2), seconds.get(item.nodeid, 0.0))
+        key=lambda item: (
+            -kills.get(item.nodeid, 0),
+            first.get(item.path.name, 2),
+            seconds.get(item.nodeid, 0.0),
+        )
     )
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Under mutmut, note the test that failed the mutant, for the next mutants' order."""
+    mutant = _mutant_under_test()
+    if mutant is not None and report.failed:
+        function = mutant.rpartition("__mutmut_")[0]
+        with _KILLERS.open("a", encoding="utf-8") as killers:  # one short append per worker
+            killers.write(f"{function}\t{report.nodeid}\n")
+
+
+def _kills_of(function: str) -> dict[str, int]:
+    """How many mutants of ``function`` each test has failed so far in this workspace."""
+    try:
+        lines = _KILLERS.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return {}
+    found: dict[str, int] = {}
+    for line in lines:
+        killed, _, test = line.partition("\t")
+        if killed == function and test:
+            found[test] = found.get(test, 0) + 1
+    return found
 
 
 def _measured_durations() -> dict[str, float]:
