@@ -55,12 +55,8 @@ async def ok(scope: Scope, receive: Receive, send: Send) -> None:
     raise AssertionError("a refused request must not reach the app")
 
 
-async def test_a_websocket_without_the_denial_extension_is_closed_with_1008(
-    entra_emulator: EntraEmulator, caplog: pytest.LogCaptureFixture
-) -> None:
-    seen: list[AuthOutcome] = []
-    validator = _Refusing(entra_emulator.config())
-    guard = EntraAuthMiddleware(ok, validator=validator, on_outcome=seen.append)
+async def _websocket_with_token(guard: EntraAuthMiddleware) -> list[Message]:
+    """A WebSocket with a token, through ``guard``: what it received and sent, in order."""
     sent: list[Message] = []
 
     async def receive() -> Message:
@@ -70,10 +66,20 @@ async def test_a_websocket_without_the_denial_extension_is_closed_with_1008(
     async def send(message: Message) -> None:
         sent.append(message)
 
-    caplog.set_level(logging.INFO, logger="entra_guard.middleware")
     scope: Scope = {"type": "websocket", "path": "/ws", "query_string": b"",
                     "headers": [(b"authorization", b"Bearer abc")]}  # fmt: skip
     await guard(scope, receive, send)
+    return sent
+
+
+async def test_a_websocket_without_the_denial_extension_is_closed_with_1008(
+    entra_emulator: EntraEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[AuthOutcome] = []
+    validator = _Refusing(entra_emulator.config())
+    guard = EntraAuthMiddleware(ok, validator=validator, on_outcome=seen.append)
+    caplog.set_level(logging.INFO, logger="entra_guard.middleware")
+    sent = await _websocket_with_token(guard)
     assert sent == [
         {"type": "(received websocket.connect)"},  # first, as ASGI asks, and once
         {"type": "websocket.close", "code": 1008, "reason": "x" * 119 + "y"},
@@ -99,19 +105,8 @@ async def test_a_bug_inside_validation_refuses_a_websocket_after_its_connect(
 
     validator = Broken(entra_emulator.config())
     guard = EntraAuthMiddleware(ok, validator=validator)
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        sent.append({"type": "(received websocket.connect)"})
-        return {"type": "websocket.connect"}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
     caplog.set_level(logging.CRITICAL, logger="entra_guard.middleware")  # logged: test_rules
-    scope: Scope = {"type": "websocket", "path": "/ws", "query_string": b"",
-                    "headers": [(b"authorization", b"Bearer abc")]}  # fmt: skip
-    await guard(scope, receive, send)
+    sent = await _websocket_with_token(guard)
     assert sent == [
         {"type": "(received websocket.connect)"},
         {"type": "websocket.close", "code": 1008, "reason": "The token could not be validated"},
