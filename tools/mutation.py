@@ -67,8 +67,8 @@ DESELECT = (
     "tests/test_validation.py::test_arbitrary_bytes_only_ever_raise_invalid_token",
 )
 # Mutants tested at once. The tests wait on loopback HTTP and servers starting, so one worker
-# per core leaves the cores idle part of the time: with one more, the whole run kept 1.74 of
-# the 2 cores busy (benchmarks/MUTATION.md).
+# per core leaves the cores idle part of the time: with one more, validation kept 1.74 of the
+# 2 cores busy, against 1.08 with two (benchmarks/MUTATION.md).
 CHILDREN = (os.cpu_count() or 1) + 1
 # A mutant whose tests never finished (mutmut's "timeout") is caught, as one they fail is.
 _CAUGHT = ("killed", "timeout")
@@ -231,6 +231,14 @@ def main() -> None:
     unknown = [m for m in modules if m not in TESTS]
     if unknown:
         parser.error(f"not a module of the security core: {' '.join(unknown)}")
+    if args.survivors:
+        if args.fresh:
+            parser.error("--survivors reruns what an earlier run left; --fresh forgets it")
+        never = [m for m in modules if not (WORK / m / "mutants").is_dir()]
+        if never:
+            parser.error(
+                f"--survivors: no earlier run of {' '.join(never)} here; run without it first"
+            )
     started, cpu = time.monotonic(), _children_cpu()
     print("| module | caught / judged | score | survived | not judged | wall (CPU) |")
     print("|---|---|---|---|---|---|")
