@@ -296,5 +296,5 @@ def test_the_principal_keeps_the_payload_text_it_is_given() -> None:
         claims, config=config, keyset=keyset, key=key, version="2.0", now=NOW, payload=payload
     )
     assert isinstance(principal.claims, LazyClaims)
-    assert principal.claims._payload is payload
+    assert principal.claims._payload == payload  # a copy of it: see from_payload
     assert dict(principal.claims) == claims

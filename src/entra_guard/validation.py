@@ -25,7 +25,7 @@ from entra_guard.claims import check_claims
 from entra_guard.config import EntraConfig, TokenVersion, is_guid
 from entra_guard.discovery import KeyStore, SigningKey
 from entra_guard.errors import InvalidToken, ServiceUnavailable
-from entra_guard.parsing import decode_json, decode_segment, dots, load_object, token_bytes
+from entra_guard.parsing import decode_json, decode_parts, dots, load_object, token_bytes
 from entra_guard.principal import EntraPrincipal
 from entra_guard.token_cache import VerifiedToken, VerifiedTokenCache
 
@@ -118,7 +118,7 @@ class TokenValidator:
     async def _validate(self, data: bytes, now: float) -> VerifiedToken:
         first, second = dots(data)
         algorithm, alg, kid, x5t = self._header(data[:first])
-        payload = decode_segment(data[first + 1 : second])
+        payload, signature = decode_parts(data, first, second)
         claims = load_object(payload, "payload")
         version = self.token_version(claims)
 
@@ -128,9 +128,7 @@ class TokenValidator:
             keyset, key = await self.key_store.find_key(version, kid, x5t)
             if key is None:
                 raise InvalidToken("key_not_found", "The signature key was not found")
-        self.verify_signature(
-            data[:second], decode_segment(data[second + 1 :]), algorithm, alg, key
-        )
+        self.verify_signature(data[:second], signature, algorithm, alg, key)
 
         tid = claims.get("tid")
         # After the signature: only tokens Entra signed make the app's function run.
