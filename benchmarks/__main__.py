@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - started
     busy_after, own_after = cpu_seconds()
     others = (busy_after - busy_before) - (own_after - own_before)
-    share = others / (seconds * (os.cpu_count() or 1))
+    # The machine's counters and our own rusage differ by clock ticks: a quiet run can come out a
+    # little below zero, which means none.
+    share = max(0.0, others / (seconds * (os.cpu_count() or 1)))
     if share > _BUSY_MACHINE:
         ctx.note(
             f"Other processes used {share:.0%} of the machine's CPU during this run (the line "
