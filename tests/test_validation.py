@@ -80,6 +80,22 @@ async def test_a_version_not_accepted_is_refused_without_fetching(
         assert await reason(check, no_ver) == "version_not_accepted"
 
 
+async def test_a_signature_of_impossible_length_is_refused_without_fetching(
+    entra_emulator: EntraEmulator, check: TokenValidator
+) -> None:
+    """Payload and signature are decoded before the key is looked up: a signature segment no
+    base64url can be (1 character past a multiple of 4) naming an unknown key fetches nothing."""
+    token = entra_emulator.issue_token(roles=["Orders.Read"], headers={"kid": "no-such-key"})
+    header, payload, signature = token.split(".")
+    cut = signature[: len(signature) // 4 * 4 + 1]
+    assert len(cut) % 4 == 1
+    with pytest.raises(InvalidToken) as info:
+        await check.validate(f"{header}.{payload}.{cut}")
+    assert info.value.reason == "malformed_token"
+    assert "not valid base64url" in info.value.description
+    assert entra_emulator.fetch_count("metadata") == entra_emulator.fetch_count("jwks") == 0
+
+
 async def test_old_v1_tokens_with_only_x5t_find_their_key(
     entra_emulator: EntraEmulator, check: TokenValidator
 ) -> None:
