@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"- {note}")
     missed = sum(r.met is False for r in rows)
     met = sum(r.met is True for r in rows)
-    print(f"\n{met} targets met, {missed} missed; {seconds:.0f} s.")
+    print(f"\nTargets met: {met}, missed: {missed}; {seconds:.0f} s.")
     if full_run:
         info = machine()
         info["other_cpu_share"] = round(share, 3)

@@ -303,7 +303,7 @@ def _app_rows(
             f"{name}, requests/s ({setup})",
             f"{load.requests_per_s:,.0f} req/s",
             baseline=f"no auth {bare.best.requests_per_s:,.0f}",
-            ratio=ratio(share),
+            ratio=ratio(share, target),
             target="-" if target is None else f">= {target:.2f}x no auth",
             met=None if target is None else (share >= target and load.errors == 0),
             data=data,

@@ -335,7 +335,7 @@ def _rows(framework: str, cases: dict[str, _Case], t: dict[str, Timing]) -> list
                 f"{framework} + {case.label}: overhead",
                 us(overhead[name]),
                 baseline=base,
-                ratio=f"{in_verifies:.2f}x RSA verify",
+                ratio=f"{ratio(in_verifies, case.target)} RSA verify",
                 target="-" if case.target is None else f"<= {case.target}x RSA verify",
                 # a negative overhead is noise, not a result: no verdict
                 met=None if case.target is None or in_verifies <= 0 else in_verifies <= case.target,
@@ -355,7 +355,7 @@ def _rows(framework: str, cases: dict[str, _Case], t: dict[str, Timing]) -> list
                 us(theirs),
                 baseline=f"entra-guard {us(ours)}",
                 ratio=(
-                    f"entra-guard's {ratio(times)} lower"
+                    f"entra-guard's {ratio(times, target)} lower"
                     if times != float("inf")
                     else "ours within noise"
                 ),

@@ -191,7 +191,7 @@ def _rows(t: dict[str, Timing]) -> list[Row]:
             name,
             us(figure),
             baseline=f"floor {us(floor)}",
-            ratio=ratio(figure / floor),
+            ratio=ratio(figure / floor, target),
             target="-" if target is None else f"<= {target}x floor",
             met=None if target is None else figure / floor <= target,
             data={"timing": t[key].as_dict(), "floor": t["floor"].as_dict(), **data},
