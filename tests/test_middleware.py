@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from starlette.applications import Starlette
 from starlette.authentication import requires
+from starlette.endpoints import HTTPEndpoint
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -250,6 +251,36 @@ def test_scope_or_role_on_a_sync_endpoint(
     assert client.get("/sync", headers=bearer(app)).text == "sync read"
     assert client.get("/sync", headers=bearer(user)).text == "sync read"
     assert client.get("/sync", headers=bearer(other)).status_code == 403
+
+
+def test_a_decorated_method_finds_its_request_after_self(entra_emulator: EntraEmulator) -> None:
+    """An ``HTTPEndpoint`` method is called ``(self, request)``: the request is not the first
+    argument, and the requirement must still be checked against its caller."""
+
+    class Orders(HTTPEndpoint):
+        @require_roles("Orders.Write")
+        async def post(self, request: Request) -> Response:
+            return Response("written", status_code=201)
+
+    app = Starlette(
+        routes=[Route("/orders", Orders)],
+        middleware=[Middleware(EntraAuthMiddleware, config=entra_emulator.config())],
+    )
+    with TestClient(app) as client:
+        reader = entra_emulator.issue_token(roles=["Orders.Read"])
+        refused = client.post("/orders", headers=bearer(reader))
+        assert (refused.status_code, refused.json()["error"]) == (403, "insufficient_scope")
+        writer = entra_emulator.issue_token(roles=["Orders.Write"])
+        assert client.post("/orders", headers=bearer(writer)).status_code == 201
+
+
+async def test_a_decorated_function_without_a_request_is_a_type_error() -> None:
+    @require_roles("Orders.Write")
+    async def no_request(order_id: int) -> str:
+        return "never"
+
+    with pytest.raises(TypeError, match="no_request takes no Request or WebSocket"):
+        await no_request(7)
 
 
 def test_starlettes_own_requires_sees_roles_and_scopes(

@@ -161,9 +161,12 @@ def _decorator(requirement: Requirement | GroupRequirement) -> Callable[[Endpoin
 
         @functools.wraps(endpoint)
         async def guarded(*args: Any, **kwargs: Any) -> Any:
-            connection = next(
-                (a for a in (*args, *kwargs.values()) if isinstance(a, HTTPConnection)), None
-            )
+            # Starlette calls an endpoint with the request alone: looked at first, no generator.
+            connection = args[0] if args else None
+            if not isinstance(connection, HTTPConnection):
+                connection = next(
+                    (a for a in (*args, *kwargs.values()) if isinstance(a, HTTPConnection)), None
+                )
             if connection is None:
                 raise TypeError(f"{endpoint.__name__} takes no Request or WebSocket to check")
             try:
