@@ -37,7 +37,7 @@ __all__ = ["main", "run"]
 
 SECTION = "memory"
 SMALL_CACHE = 1000
-#: Growth allowed in the second half, for allocator noise: a leak of 100 bytes per token is 5 MB.
+#: Growth allowed in the second half, for allocator noise: a leak of 100 bytes a token is 4.8 MB.
 SECOND_HALF_LIMIT = 5 * 2**20
 #: Resident memory per cached verified token, with the default cache full (issue 12).
 PER_ENTRY_TARGET_KB = 1.5
@@ -108,7 +108,7 @@ def _rows(result: dict[str, Any], size: int | None) -> list[Row]:
             f"Memory, {label}: RSS growth over {count:,} distinct tokens",
             mb(after - before),
             baseline=f"RSS before {mb(before)}",
-            ratio=f"{after / before:.2f}x RSS",
+            ratio=f"RSS after {after / before:.2f}x before",
             data=result,
         ),
         Row(

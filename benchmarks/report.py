@@ -210,7 +210,7 @@ def _machine_lines(info: dict[str, Any]) -> list[str]:
 _INTRO = """\
 # entra-guard benchmarks
 
-Install once, then run everything from the repository root (a few minutes on 2 cores):
+Install once, then run everything from the repository root (about 90 s on 2 cores):
 
 ```sh
 python3 -m venv .venv && .venv/bin/pip install -q -e '.[bench]'
@@ -233,10 +233,11 @@ _PER_TARGET = "@@PER_TARGET@@"  # where write_readme puts the bullets of _missed
 _FINDINGS = """\
 ## What the profiles show
 
-Instruction counts below are callgrind's (valgrind 3.19, CPython 3.11.7), per request, from
-in-process ASGI calls with a cached token: repeatable whatever else runs on the machine.
+The first three bullets give callgrind's instruction counts (valgrind 3.19, CPython 3.11.7),
+per request, from in-process ASGI calls: repeatable whatever else runs on the machine.
 Valgrind runs OpenSSL's generic code, so it overstates SHA-256 and RSA; the Python parts are
-exact.
+exact. The bullets after them give this run's own figures, and measurements made apart, each
+with its date.
 
 - **One dependency level.** A route's `Depends(require_scope_or_role(...))` costs FastAPI
   76.4k instructions over the middleware alone; a do-nothing `SecurityBase` dependency costs
@@ -244,10 +245,10 @@ exact.
   and its own work is lost in FastAPI's charge for a level; the ~8k between the two
   do-nothing kinds is FastAPI computing a scopes cache key for every security scheme, the
   price of appearing in the OpenAPI document. The table's "do-nothing dependency level" row
-  shows the same in time.
+  (a plain `async def` of the connection) shows the same in time.
 - **The middleware inside FastAPI and inside Starlette.** It runs the same instructions in
   both, within run-to-run noise: 78k and 83k over Starlette without auth, 80k, 84k and 94k
-  over FastAPI without auth (callgrind runs of 100 requests, before this round's changes), and
+  over FastAPI without auth (callgrind runs of 100 requests, before the changes of 2026-11-26), and
   callgrind's cache and branch simulation gives it the same misses in both (about +900 D1
   read misses and +1,600 I1 misses per request). Nothing of ours runs only under
   FastAPI: no scope copy, no state object, no per-request work depending on the framework. In
@@ -260,26 +261,26 @@ exact.
   with one copy and no query-string parser for an empty query, and a slotted `IncomingToken`
   instead of a frozen dataclass. The validator's cache hit (54k, most of it the token's
   SHA-256 under valgrind) is the rest.
-- **The peer's 639 µs** (the overhead the run of 2026-11-26, commit 65ca70f, published; the
-  table above is a later run). Its per-request code does not depend on how it was configured: the
-  base class with `openid_config_url` (what this file used before) runs 3.13M instructions
-  over FastAPI without auth, the documented single-tenant class with the role dependency
-  3.27M (the role check is a second dependency level). It never refetches its configuration
-  per request once loaded (`_config_is_fresh`), and both use the installed PyJWT 2.15.1. Two
-  things make the figure large. First, the run it came from was bimodal: the machine ran some
-  rounds about 1.8x slower (FastAPI without auth took 63 to 127 µs per request across rounds,
-  the peer 426 to 876 µs), and the median fell between the modes; fastest rounds give about
-  360 µs. Second, the peer parses every token three times (`get_unverified_header`,
-  `get_unverified_claims`, then `jwt.decode`), and PyJWT 2.15.1 checks every character of
-  every segment against the base64url alphabet in a Python generator each time: 746k
-  instructions per parse of a 1,323-character token (the tokens then; 1,324 now), more than
-  two RSA verifies' worth, so about 70% of the peer's instructions, growing with the token's
-  length. An independent figure of ~250 µs fits a shorter token or a faster machine; with
-  the same token and machine, the ratios in this table are what compares like with like. The
-  peer keeps no verified-token cache: with a repeated token it verifies in full every time,
-  so the repeated-token row compares entra-guard's cache hit with the peer's whole
-  verification, and the fresh-token row compares full verification with full verification.
-@@PER_TARGET@@
+- **The peer's 639 µs in the run of 2026-11-26** (commit 65ca70f; the table above is a later
+  run, where it is about 240 to 265 µs). Its per-request code does not depend on how it was
+  configured: the base class with `openid_config_url` (what this file used before) runs 3.13M
+  instructions over FastAPI without auth, the documented single-tenant class with the role
+  dependency 3.27M (the role check is a second dependency level). It never refetches its
+  configuration per request once loaded (`_config_is_fresh`), and both use the installed PyJWT
+  2.15.1. Two things make the figure large. First, the run it came from was bimodal: the
+  machine ran some rounds about 1.8x slower (FastAPI without auth took 63 to 127 µs per request
+  across rounds, the peer 426 to 876 µs), and the median fell between the modes; fastest rounds
+  give about 360 µs. Second, the peer parses every token three times (`get_unverified_header`,
+  `get_unverified_claims`, then `jwt.decode`), and PyJWT 2.15.1 checks every character of every
+  segment against the base64url alphabet in a Python generator each time: 746k instructions per
+  parse of a 1,323-character token (the tokens then; 1,324 now), more than two RSA verifies'
+  worth, so about 70% of the peer's instructions, growing with the token's length. An
+  independent figure of ~250 µs fits a faster machine: on 2026-12-01 this same machine, on a
+  quieter and faster day, measured 240 to 265 µs with the same tokens. The ratios in one run's
+  table are what compares like with like. The peer keeps no verified-token cache: with a
+  repeated token it verifies in full every time, so the repeated-token row compares
+  entra-guard's cache hit with the peer's whole verification, and the fresh-token row compares
+  full verification with full verification. @@PER_TARGET@@
 - **Memory per cached token.** A cached principal keeps its payload's JSON text (672 bytes in
   these tokens; 705 with the bytes object's header), allocated by glibc's malloc, not Python's
   small-object allocator. Until 2026-12-01 it was kept as decoded, in among the parse's
@@ -296,6 +297,8 @@ exact.
 _METHOD = """\
 ## How each figure is measured
 
+- **Units.** µs and ms are time per request or per token; KB and MB are 1,024 and 1,048,576
+  bytes (the memory rows divide by these).
 - **Timing.** Each case runs one warm-up batch, then timed batches (`time.perf_counter_ns`);
   the cases of one comparison take turns batch by batch in a rotating order, and each figure is
   the median per operation over the batches (`results.json` has every batch and the
@@ -337,8 +340,10 @@ _METHOD = """\
   run in their own `uvicorn` process (1 worker, default event loop and HTTP parser, access log
   off) on 127.0.0.1; `wrk` (1 thread, 50 connections, the repeated token in
   a `-H` header) loads one app at a time, in rounds of a few seconds, so that a busy moment of
-  the machine does not fall on one app only; the best round of each app is shown. Every
-  response must be a 200.
+  the machine does not fall on one app only. Requests per second and latency are each app's
+  best round; server CPU per request is the server process's user and system time (from
+  `/proc/PID/stat`) over a round divided by the requests it answered, the median over rounds.
+  Every response must be a 200.
 - **Cold start.** A fresh emulator and a fresh protected app (keys not prefetched) get 1,000
   concurrent first requests (`asyncio.gather`, 500 v1 + 500 v2 tokens); the baseline is 1,000
   new tokens on the same app once warm.
@@ -429,14 +434,16 @@ def _missed(rows: Sequence[Row]) -> list[str]:
             "to 9): of the parse, the shape check 0.8 µs, base64url of payload and signature "
             "2.6 µs (3.6 µs before that day's one-pass decode), JSON with duplicate members "
             "detected 2.1 µs (1.3 µs without the detection, which stays); the garbage "
-            "collector about 1 µs per token (28.5 µs with it off, 29.5 µs on); PyJWT's verify "
-            "wrapper nothing measurable (15.60 µs against 15.66 µs for the bare verify)."
+            "collector about 1 µs per token (the validator alone, in CPU time: 28.5 µs a token "
+            "with it off, 29.5 µs on); PyJWT's verify wrapper nothing measurable (15.60 µs "
+            "against 15.66 µs for the bare verify)."
         )
-    if miss("uncached") and floor and f["uncached"]:
+    if miss("uncached") and floor and fresh and f["uncached"]:
         out.append(
-            f"  - *Validator, same token, cache off.* {f['uncached']:.1f} µs: the fresh path "
-            "without the cache's digest and insert, with the token already in the processor's "
-            "caches; the same parts, for the same reasons."
+            f"  - *Validator, same token, cache off.* {f['uncached']:.1f} µs against an "
+            f"allowance of {1.6 * floor:.1f} µs: the fresh path's parts without the cache's "
+            f"digest and insert, on a token already in the processor's caches; "
+            f"{fresh - f['uncached']:.1f} µs less than a fresh token."
         )
     if miss("s_mw") and f["s_floor"] and f["s_mw"] and f["hit"]:
         out.append(
@@ -451,18 +458,24 @@ def _missed(rows: Sequence[Row]) -> list[str]:
         out.append(
             f"  - *FastAPI with `Depends(require_scope_or_role)`.* The target allows "
             f"{0.4 * f['f_floor']:.1f} µs. The middleware is {f['f_mw']:.1f} µs and FastAPI's "
-            f"own charge for one do-nothing dependency level {level:.1f} µs "
-            f"({level / f['f_floor']:.2f}x by itself); the requirement's own work is the other "
-            f"{f['f_req'] - f['f_level']:.1f} µs. No route check that is a FastAPI dependency "
-            "can meet the target, and this one is a single level."
+            f"charge for one do-nothing dependency level (a plain `async def`) {level:.1f} µs "
+            f"({level / f['f_floor']:.2f}x by itself); the other "
+            f"{f['f_req'] - f['f_level']:.1f} µs are the requirement's check and what FastAPI "
+            "adds for a security scheme (see the first bullet). No route check that is a "
+            "FastAPI dependency can meet the target, and this one is a single level."
         )
-    if miss("f_fresh") and floor and fresh and f["f_fresh"] and f["f_req"]:
+    if miss("f_fresh") and f["f_floor"] and floor and fresh and f["f_fresh"] and f["f_req"]:
+        parts = (fresh - floor) + f["f_req"]
         out.append(
-            f"  - *FastAPI, fresh token per request.* {f['f_fresh']:.1f} µs: the validator's "
-            f"fresh path ({fresh - floor:.1f} µs beyond an RSA verify, in the validator rows), "
-            f"the repeated-token overhead above ({f['f_req']:.1f} µs), and memory effects of a "
-            "bigger app. Measured apart: around a do-nothing ASGI app the middleware adds 3 µs "
-            "to the validator's fresh path, inside Starlette's app 7 to 9 µs, with the same "
+            f"  - *FastAPI, fresh token per request.* {f['f_fresh']:.1f} µs against an "
+            f"allowance of {2 * f['f_floor']:.1f} µs. It holds an RSA verify "
+            f"({f['f_floor']:.1f} µs in this group), the validator's fresh path beyond it "
+            f"({fresh - floor:.1f} µs, in the validator rows) and the repeated-token overhead "
+            f"above ({f['f_req']:.1f} µs, whose cache hit a fresh token does not make): "
+            f"{f['f_floor'] + parts:.1f} µs together, and "
+            f"{f['f_fresh'] - f['f_floor'] - parts:.1f} µs more, memory effects of a bigger app. "
+            "Measured apart: around a do-nothing ASGI app the middleware adds 3 µs to the "
+            "validator's fresh path, inside Starlette's app 7 to 9 µs, with the same "
             "instructions."
         )
     if miss("peer", "peer_fresh") and f["peer"] and f["peer_fresh"]:
@@ -471,26 +484,26 @@ def _missed(rows: Sequence[Row]) -> list[str]:
             f"and {f['peer_fresh']:.0f} µs with a fresh one: both ratios follow from our rows "
             "above."
         )
-    for name, key, bare, ours, in_process, target in (
-        ("Starlette", "hs", f["hs_bare"], f["hs_ours"], f["s_dec"], 0.90),
-        ("FastAPI", "hf", f["hf_bare"], f["hf_ours"], f["f_req"], 0.95),
+    # py-spy's share of the server's samples in entra-guard's own lines, and the spread of the
+    # server CPU difference over the six whole runs of 2026-12-01.
+    for name, key, bare, ours, in_process, target, sampled, spread in (
+        ("Starlette", "hs", f["hs_bare"], f["hs_ours"], f["s_dec"], 0.90, 8.5, "7.5 to 15.6"),
+        ("FastAPI", "hf", f["hf_bare"], f["hf_ours"], f["f_req"], 0.95, 6.6, "15 to 46"),
     ):
         if miss(key) and bare and ours and in_process:
             out.append(
                 f"  - *HTTP, {name}.* The server takes {bare:.1f} µs of CPU per request without "
-                f"auth and {ours:.1f} µs with it, {ours - bare:.1f} µs more, where the same app "
-                f"in process, without a server, adds {in_process:.1f} µs. {target:.2f}x the "
-                f"requests per second would leave about {bare * (1 / target - 1):.1f} µs."
+                f"auth and {ours:.1f} µs with it (medians over the rounds), {ours - bare:.1f} µs "
+                f"more, where the same app in process adds {in_process:.1f} µs; "
+                f"{target:.2f}x the requests per second would leave about "
+                f"{bare * (1 / target - 1):.1f} µs. wrk runs on the same 2 cores as the server, "
+                "so requests per second fall further than the server's CPU grows. Sampled apart "
+                "with py-spy (250 Hz, 8 s of wrk load, 2026-12-01), entra-guard's own lines were "
+                f"{sampled}% of this server's samples, the largest the SHA-256 of the token "
+                f"(about {sampled / 100 * ours:.0f} µs a request at this run's CPU). The CPU "
+                f"difference itself moved from {spread} µs across that day's six runs of the "
+                "same code."
             )
-    if miss("hs", "hf"):
-        out.append(
-            "  - *Where the HTTP difference goes.* Sampled apart with py-spy (250 Hz, 8 s of "
-            "wrk load, 2026-12-01), entra-guard's own lines were 8.5% of the Starlette "
-            "server's samples and 6.6% of the FastAPI server's, the largest the SHA-256 of the "
-            "token (1.4% and 0.9%): about what the in-process rows measure. The server CPU "
-            "difference beyond that moves from run to run (15 to 46 µs for FastAPI across "
-            "that day's runs)."
-        )
     if not out:
         return []
     head = "- **Where the targets are missed**, in this run's figures (rows of the table above):"
