@@ -280,7 +280,8 @@ with its date.
   table are what compares like with like. The peer keeps no verified-token cache: with a
   repeated token it verifies in full every time, so the repeated-token row compares
   entra-guard's cache hit with the peer's whole verification, and the fresh-token row compares
-  full verification with full verification. @@PER_TARGET@@
+  full verification with full verification.
+@@PER_TARGET@@
 - **Memory per cached token.** A cached principal keeps its payload's JSON text (672 bytes in
   these tokens; 705 with the bytes object's header), allocated by glibc's malloc, not Python's
   small-object allocator. Until 2026-12-01 it was kept as decoded, in among the parse's
@@ -412,10 +413,10 @@ def _missed(rows: Sequence[Row]) -> list[str]:
     """Where the time of each target this run missed goes, in its own figures: one bullet per
     missed target whose rows ran. What the table cannot show was measured apart, and says so."""
     f = {key: _figure(rows, name) for key, name in _EXPLAINED.items()}
-    missed = {name for name in _TARGETS.values() if _is_missed(rows, name)}
+    missed = {key for key, name in _TARGETS.items() if _is_missed(rows, name)}
 
     def miss(*keys: str) -> bool:
-        return any(_TARGETS[key] in missed for key in keys)
+        return not missed.isdisjoint(keys)
 
     out = []
     floor, fresh, parse, claims, cache = (
@@ -536,8 +537,9 @@ def write_readme(
     ]
     if notes:
         parts += ["### Notes on this run", "", *(f"- {n}" for n in notes), ""]
-    findings, tail = _FINDINGS.split(_PER_TARGET + "\n")
-    parts += [findings + "".join(f"{line}\n" for line in _missed(rows)) + tail, _METHOD]
+    # On a line of its own (a marker run into a paragraph fails here, not in the Markdown).
+    findings, tail = _FINDINGS.split("\n" + _PER_TARGET + "\n")
+    parts += [findings + "".join(f"\n{line}" for line in _missed(rows)) + "\n" + tail, _METHOD]
     path.write_text("\n".join(parts), encoding="utf-8")
 
 
